@@ -1,0 +1,67 @@
+# srnas workflow. The rules are made from the stage table (srnas/dag.py and the papers'
+# modules), the same table dvc.yaml is generated from, so both engines run the same
+# command lines. Params come from params.yaml; `--config key=value` overrides reach the
+# stage commands as `--set key=value` and, through each rule's `params`, rerun exactly the
+# stages that read the changed keys.
+#
+#   snakemake --cores all results/table2.md
+#   snakemake --cores all results/table2.md --config budget=paper
+#   snakemake --profile profiles/slurm results/table2.md
+
+import shlex
+
+import yaml
+
+from srnas.dag import all_stages
+from srnas.params import load_params
+
+configfile: "params.yaml"
+
+
+def _flatten(tree, prefix=""):
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+with open("params.yaml") as fh:
+    _FILE = _flatten(yaml.safe_load(fh) or {})
+_CONFIG = _flatten(config)
+OVERRIDES = {k: v for k, v in _CONFIG.items() if k not in _FILE or _FILE[k] != v}
+PARAMS = load_params("params.yaml", [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}" for k, v in OVERRIDES.items()])
+
+
+def _declared(keys):
+    return {k: v for k, v in _CONFIG.items() if any(k == d or k.startswith(d + ".") for d in keys)}
+
+
+def _set_args(keys):
+    items = _declared(keys)
+    words = []
+    for k, v in sorted(items.items()):
+        if k in OVERRIDES:
+            words += ["--set", f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+STAGES = all_stages(PARAMS)
+
+
+rule all:
+    # The default target: every rendered table.
+    input: [o for s in STAGES for o in s.outs if o.endswith(".md")]
+
+for _s in STAGES:
+    rule:
+        name: _s.name
+        input: _s.all_deps
+        output: [directory(o) if o in _s.out_dirs else o for o in _s.outs]
+        params: cmd=_s.cmd, values=_declared(_s.params), extra=_set_args(_s.params)
+        log: _s.log
+        threads: _s.threads
+        resources: mem_mb=_s.mem_mb, runtime=_s.runtime, gpu=_s.gpu
+        shell: "{params.cmd} {params.extra} 2>&1 | tee {log}"

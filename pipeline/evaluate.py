@@ -1,0 +1,89 @@
+"""Score a model on every available benchmark set at one scale; write metrics as JSON.
+
+    python -m pipeline.evaluate --model bicubic --scale 2 --benchmark-root DIR \
+        --sets Set5,Set14 --out results/common/bicubic_x2.json
+    python -m pipeline.evaluate --model released:dlsr --weights FILE --scale 2 ...
+
+Output: ``{"<Set>": {"psnr", "ssim", "n", "per_image": {...}}, ...}``; for ``bicubic`` one
+such object per pipeline under ``"y"`` (MATLAB Y pipeline, what papers print) and ``"rgb"``.
+Requested sets that are absent are skipped and reported on stderr, never faked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from pipeline import _cli
+from srnas import tracking
+from srnas.device import pick_device
+from srnas.errors import SrnasError
+from srnas.evaluation import available_sets, evaluate_bicubic_y, evaluate_set
+from srnas.io import atomic_write_json
+from srnas.zoo import MODELS, load_all
+
+log = logging.getLogger("srnas.evaluate")
+KEYS = ("evaluate.grey", "device")
+
+
+def main(argv=None) -> int:
+    p = _cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="bicubic, released:dlsr, ... (see README)")
+    p.add_argument("--weights", default=None, help="checkpoint file for models that need one")
+    p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4, 8))
+    p.add_argument("--benchmark-root", required=True, help="<root>/<Set>/HR/*.png or <root>/<Set>/*.png")
+    p.add_argument("--lr-root", default=None, help="prepared LR images <root>/<Set>/X<s>/ (else made on the fly)")
+    p.add_argument("--sets", default="all", help="comma-separated set names, or 'all' (every set under the root)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    params = _cli.params_from(args, KEYS)
+    load_all()
+    entry = MODELS.get(args.model)
+    weights = Path(args.weights) if args.weights else None
+    if entry.needs_weights and weights is None:
+        raise SrnasError(f"model {args.model!r} needs --weights FILE")
+    if weights is not None and not weights.is_file():
+        raise SrnasError(f"--weights {weights}: file not found")
+    requested = None if args.sets == "all" else [s for s in args.sets.split(",") if s]
+    present, absent = available_sets(args.benchmark_root, requested)
+    for name in absent:
+        log.warning("set %s is not under %s: skipped", name, args.benchmark_root)
+    if not present:
+        raise SrnasError(f"none of the sets {requested or '(any)'} is under {args.benchmark_root}")
+    grey = params.get("evaluate.grey")
+    device = pick_device(params.get("device"))
+    upscaler = entry.build(args.scale, weights, device)
+    progress = not args.no_progress
+    with tracking.stage_run(params, paper=entry.paper, stage="evaluate",
+                            tags={"model": args.model, "scale": args.scale, "device": str(device)},
+                            log_params={"model": args.model, "scale": args.scale, "grey": grey,
+                                        "sets": ",".join(present), "absent": ",".join(absent),
+                                        "weights": str(weights or "")}) as run:
+        start = time.perf_counter()
+        if args.model == "bicubic":
+            result = {
+                "y": {name: evaluate_bicubic_y(files, name, args.scale, grey=grey, progress=progress)
+                      for name, files in present.items()},
+                "rgb": {name: evaluate_set(upscaler, files, name, args.scale, grey=grey,
+                                           lr_root=args.lr_root, progress=progress)
+                        for name, files in present.items()},
+            }
+            flat = {f"{pipe}/{name}": r for pipe, sets in result.items() for name, r in sets.items()}
+        else:
+            result = {name: evaluate_set(upscaler, files, name, args.scale, grey=grey,
+                                         lr_root=args.lr_root, progress=progress)
+                      for name, files in present.items()}
+            flat = result
+        for name, r in flat.items():
+            run.log_metrics({f"{name}/psnr": r["psnr"], f"{name}/ssim": r["ssim"]})
+            print(f"{args.model} x{args.scale} {name:18s} PSNR {r['psnr']:.4f}  SSIM {r['ssim']:.5f}  (n={r['n']})")
+        run.log_metric("seconds", time.perf_counter() - start)
+        atomic_write_json(args.out, result)
+        run.log_artifact(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    _cli.run(main)

@@ -1,0 +1,165 @@
+"""Stage make_lr: bicubic LR images for every HR image and scale (the RGB pipeline).
+
+    python -m pipeline.make_lr --params params.yaml --hr data/hr --out data/lr
+    python -m pipeline.make_lr --params params.yaml --hr data/benchmarks --out data/lr_benchmarks
+
+Each subfolder of ``--hr`` is a set: a prepared training folder has ``train/*.png`` and
+``valid/*.png``; a benchmark folder has ``<Set>/HR/*.png``. For each image and each scale s
+of ``data.scales`` the HR is cropped top-left to a multiple of s (modcrop) and downscaled with
+MATLAB-exact bicubic ``imresize(HR, 1/s)`` on the uint8 RGB (or greyscale) image, rounded to
+uint8 after each pass (FACTS.md section 1, "RGB pipeline"), and written as
+``<out>/<set>/X<s>/<name>.png``. The HR is not copied: consumers modcrop it the same way.
+``<out>/manifest.json`` records, per LR file, the sha256 of the HR input and of the LR
+output, the scale and the shapes. The folder is built beside ``<out>`` and renamed into
+place at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from pipeline._cli import params_from, parser, run
+from srnas import tracking
+from srnas.data.images import atomic_dir, read_image, sha256_file, write_png
+from srnas.errors import SrnasError
+from srnas.io import atomic_write_json
+from srnas.params import Params
+
+KEYS = ("data.scales",)
+
+CONVENTION = ("LR = MATLAB imresize(modcrop(HR, s), 1/s, 'bicubic') of the uint8 RGB (or grey) "
+              "HR, antialiased, symmetric edges, rounded and clipped to uint8 after each pass; "
+              "modcrop = top-left crop to a multiple of s")
+
+log = logging.getLogger("srnas.make_lr")
+
+
+def find_sets(hr: Path) -> dict[str, list[Path]]:
+    """``{set: [HR png files]}``: ``<hr>/<set>/HR/*.png`` or ``<hr>/<set>/*.png``."""
+    if not hr.is_dir():
+        raise SrnasError(f"{hr}: HR folder not found; run prepare_data or prepare_benchmarks first")
+    sets: dict[str, list[Path]] = {}
+    for sub in sorted(p for p in hr.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        folder = sub / "HR" if (sub / "HR").is_dir() else sub
+        files = sorted(p for p in folder.iterdir()
+                       if p.is_file() and p.suffix.lower() == ".png" and not p.name.startswith("."))
+        if files:
+            sets[sub.name] = files
+        else:
+            log.info("%s: no PNG images, skipped", folder)
+    if not sets:
+        raise SrnasError(f"{hr}: no image sets found (expected <set>/*.png as in data/hr/train, "
+                         f"or <Set>/HR/*.png as in data/benchmarks)")
+    return sets
+
+
+def _process(job: tuple[str, str, str, str, tuple[int, ...]]) -> dict[str, dict]:
+    """Make every scale of one HR image; returns the manifest entries."""
+    from srnas.data.resize import downscale, modcrop
+
+    hr_root, hr_rel, set_name, work, scales = job
+    hr_path = Path(hr_root) / hr_rel
+    img = read_image(hr_path, allow_grey=True)
+    hr_sha = sha256_file(hr_path)
+    entries = {}
+    for s in scales:
+        cropped = modcrop(img, s)
+        lr = downscale(cropped, s)
+        rel = f"{set_name}/X{s}/{hr_path.stem}.png"
+        write_png(Path(work) / rel, lr)
+        entries[rel] = {"hr": hr_rel, "hr_sha256": hr_sha, "sha256": sha256_file(Path(work) / rel),
+                        "scale": s, "hr_shape": list(img.shape), "cropped_shape": list(cropped.shape),
+                        "lr_shape": list(lr.shape)}
+    return entries
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # the workers are the parallelism
+
+
+def make_lr(hr: Path, out: Path, scales: Iterable[int], *, workers: int = 1,
+            progress: bool = True) -> tuple[dict, dict[str, float]]:
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    scales = tuple(sorted(set(scales)))
+    sets = find_sets(hr)
+    megapixels = 0.0
+    files: dict[str, dict] = {}
+    with atomic_dir(out) as work:
+        for set_name in sets:
+            for s in scales:
+                (work / set_name / f"X{s}").mkdir(parents=True)
+        jobs = [(str(hr), str(p.relative_to(hr)), set_name, str(work), scales)
+                for set_name, paths in sets.items() for p in paths]
+        bar = tqdm(total=len(jobs), desc="make_lr", unit="img", disable=not progress or None)
+        with bar:
+            if workers > 1:
+                import multiprocessing
+
+                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_init_worker) as pool:
+                    results: Iterable[dict] = pool.map(_process, jobs, chunksize=1)
+                    for entries in results:
+                        files.update(entries)
+                        bar.update(1)
+            else:
+                for job in jobs:
+                    files.update(_process(job))
+                    bar.update(1)
+        seen = set()
+        for entry in files.values():
+            if entry["hr"] not in seen:
+                seen.add(entry["hr"])
+                megapixels += entry["hr_shape"][0] * entry["hr_shape"][1] / 1e6
+        manifest = {
+            "schema": 1,
+            "stage": "make_lr",
+            "hr_root": str(hr),
+            "scales": list(scales),
+            "convention": CONVENTION,
+            "sets": {name: {"n": len(paths), "scales": [f"X{s}" for s in scales]}
+                     for name, paths in sets.items()},
+            "files": files,
+        }
+        atomic_write_json(work / "manifest.json", manifest)
+    n_images = sum(len(p) for p in sets.values())
+    metrics = {"images": n_images, "lr_files": len(files), "megapixels": megapixels,
+               "seconds": time.perf_counter() - start}
+    log.info("%s: %d LR images (%d HR x %d scales) in %.1f s", out, len(files), n_images,
+             len(scales), metrics["seconds"])
+    return manifest, metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--hr", required=True, help="HR folder (data/hr or data/benchmarks)")
+    p.add_argument("--out", required=True, help="output folder (data/lr or data/lr_benchmarks)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel processes (results do not depend on it; default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.workers < 1:
+        raise SrnasError(f"--workers must be >= 1, got {args.workers}")
+    params: Params = params_from(args, KEYS)
+    hr, out = Path(args.hr), Path(args.out)
+    if hr.resolve() == out.resolve():
+        raise SrnasError(f"--hr and --out are the same folder ({hr}); use a separate output")
+    with tracking.stage_run(params, paper="common", stage="make_lr", tags={"hr": str(hr)},
+                            log_params={"data.scales": params.get("data.scales"), "hr": str(hr),
+                                        "out": str(out)}) as mlrun:
+        _, metrics = make_lr(hr, out, params.get("data.scales"), workers=args.workers,
+                              progress=not args.no_progress)
+        mlrun.log_metrics(metrics)
+        mlrun.log_artifact(out / "manifest.json")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

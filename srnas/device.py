@@ -1,0 +1,19 @@
+"""Choose the torch device once; everything else takes it as an argument."""
+
+from __future__ import annotations
+
+import torch
+
+from srnas.errors import SrnasError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU. ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SrnasError(f"device {name!r} requested but CUDA is not available; use device: auto or cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise SrnasError(f"device {name!r} is not a torch device name") from None

@@ -1,0 +1,150 @@
+"""The op vocabulary: candidate operations of the search spaces, grouped by family.
+
+Each search space draws its candidates from one *family*: an ordered set of op
+constructors keyed by DARTS-style names (``conv_3x3``, ``sep_conv_5x5``, ...). Families keep
+the same name meaning different things apart: DLSR's ``conv_3x3`` is a bare convolution,
+while HiNAS's is LeakyReLU-conv-BN (FACTS.md §3). A family's registration order is its
+canonical order, the column order of the architecture weights (alpha) that mix it.
+
+    OPS.get("dlsr").build("sep_conv_5x5", 48)      # -> nn.Module, shape-preserving
+    OPS.get("dlsr").names                          # canonical order
+
+A new search space adds its family here with ``new_family(name)`` and its own
+``@FAMILY.register("op_name")`` constructors. Implemented now: the DLSR family.
+
+DLSR (Huang et al., "Lightweight Image Super-Resolution with Hierarchical and
+Differentiable Neural Architecture Search", section 3.1, Table 1; FACTS.md §2): nine ops,
+all without bias and without batch norm, all "same"-padded at stride 1.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn as nn
+
+from srnas.registry import Registry
+
+OpConstructor = Callable[..., nn.Module]
+
+
+class OpFamily:
+    """The candidate ops of one search space, in their canonical (registration) order."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._ops: Registry[OpConstructor] = Registry(f"{name} op")
+        self._order: list[str] = []
+
+    def register(self, op_name: str) -> Callable[[OpConstructor], OpConstructor]:
+        """Decorator adding a constructor ``(C_in, C_out=None, ...) -> nn.Module``."""
+        add = self._ops.register(op_name)
+
+        def decorator(fn: OpConstructor) -> OpConstructor:
+            add(fn)
+            self._order.append(op_name)
+            return fn
+
+        return decorator
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._order)
+
+    def get(self, op_name: str) -> OpConstructor:
+        """The constructor; an unknown name raises SrnasError listing this family's ops."""
+        return self._ops.get(op_name)
+
+    def build(self, op_name: str, C_in: int, C_out: int | None = None, **kwargs) -> nn.Module:
+        return self.get(op_name)(C_in, C_out, **kwargs)
+
+    def index(self, op_name: str) -> int:
+        self.get(op_name)  # raises with the known names
+        return self._order.index(op_name)
+
+    def __contains__(self, op_name: object) -> bool:
+        return op_name in self._ops
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __repr__(self) -> str:
+        return f"OpFamily({self.name!r}, {list(self._order)})"
+
+
+OPS: Registry[OpFamily] = Registry("op family")
+
+
+def new_family(name: str) -> OpFamily:
+    family = OpFamily(name)
+    OPS.register(name)(family)
+    return family
+
+
+# --------------------------------------------------------------------------------------
+# DLSR family (FACTS.md §2 "Search ops (9)"). With 50 channels these reproduce the
+# parameter column of DLSR Table 1 exactly; the paper's note that the dilated conv is
+# "joint with group convolution" means depthwise (groups = C_in) followed by a 1x1.
+# The leading ReLUs must not be in-place: the mixed residual block adds the op's input back.
+# --------------------------------------------------------------------------------------
+
+DLSR = new_family("dlsr")
+
+
+class SepConv(nn.Sequential):
+    """(ReLU, depthwise kxk, pointwise 1x1) twice; no bias, no BN (DARTS sep_conv minus BN)."""
+
+    def __init__(self, C_in: int, C_out: int, k: int):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, k, padding=k // 2, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_in, 1, bias=False),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, k, padding=k // 2, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU, depthwise kxk with dilation d, pointwise 1x1; no bias, no BN."""
+
+    def __init__(self, C_in: int, C_out: int, k: int, dilation: int = 2):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, k, padding=dilation * (k - 1) // 2, dilation=dilation,
+                      groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
+        )
+
+
+def _plain_conv(k: int) -> OpConstructor:
+    def build(C_in: int, C_out: int | None = None) -> nn.Module:
+        return nn.Conv2d(C_in, C_out or C_in, k, padding=k // 2, bias=False)
+
+    build.__doc__ = f"Single {k}x{k} convolution, no bias, no activation."
+    return build
+
+
+def _sep_conv(k: int) -> OpConstructor:
+    def build(C_in: int, C_out: int | None = None) -> nn.Module:
+        return SepConv(C_in, C_out or C_in, k)
+
+    return build
+
+
+def _dil_conv(k: int) -> OpConstructor:
+    def build(C_in: int, C_out: int | None = None) -> nn.Module:
+        return DilConv(C_in, C_out or C_in, k, dilation=2)
+
+    return build
+
+
+# Registration order = DLSR Table 1 order = the released search code's PRIMITIVES order,
+# i.e. the columns of the 3x9 alpha tensor.
+for _k in (1, 3, 5, 7):
+    DLSR.register(f"conv_{_k}x{_k}")(_plain_conv(_k))
+for _k in (3, 5, 7):
+    DLSR.register(f"sep_conv_{_k}x{_k}")(_sep_conv(_k))
+for _k in (3, 5):
+    DLSR.register(f"dil_conv_{_k}x{_k}")(_dil_conv(_k))
+del _k

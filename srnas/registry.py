@@ -1,0 +1,46 @@
+"""A tiny explicit registry filled by decorators (models, ops, search spaces, papers)."""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Generic, Iterator, TypeVar
+
+from srnas.errors import SrnasError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to objects; an unknown name raises an error listing the known ones."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: Dict[str, T] = {}
+
+    def register(self, name: str | None = None) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            key = name or getattr(obj, "__name__")
+            if key in self._items:
+                raise ValueError(f"{self.kind} {key!r} is registered twice")
+            self._items[key] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            known = ", ".join(sorted(self._items)) or "(none)"
+            raise SrnasError(f"unknown {self.kind} {name!r}; known: {known}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,99 @@
+"""Which measured results go into which rendered table.
+
+A :class:`TableSpec` names an output Markdown file, the printed table it follows and the
+measured rows (:class:`RowSource`) to place beside the paper's. Papers register their own
+tables and contribute rows to the cross-method ``results/table2.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from srnas.errors import SrnasError
+from srnas.io import read_json
+from srnas.params import Params
+from srnas.registry import Registry
+from srnas.tables import Measured, PrintedTable
+
+
+@dataclass(frozen=True)
+class RowSource:
+    """A measured row: an evaluate-stage JSON (and optionally a complexity JSON)."""
+
+    label: str
+    scale: int
+    result: str                   # evaluate output
+    method: str | None = None     # the printed row it stands beside
+    key: str | None = None        # sub-object of the result ("y" / "rgb" for bicubic)
+    complexity: str | None = None
+    what: str = ""                # e.g. "Y pipeline", "released weights", "retrained (ours)"
+
+    def files(self) -> list[str]:
+        return [self.result] + ([self.complexity] if self.complexity else [])
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str                                        # stage name suffix, e.g. "table2"
+    out: str                                         # results/table2.md
+    printed: PrintedTable
+    rows: Callable[[Params], Sequence[RowSource]]
+    title: str | None = None
+    experiment: str = "common"                       # MLflow experiment (paper) of the render run
+    params: tuple[str, ...] = ("budget", "data.source", "data.benchmark_root", "data.scales")
+
+
+TABLES: Registry[TableSpec] = Registry("table")
+
+# Rows that papers contribute to the cross-method table results/table2.md.
+TABLE2_ROWS: list[Callable[[Params], Sequence[RowSource]]] = []
+
+
+def provenance(params: Params, src: RowSource) -> str:
+    source = params.get("data.source")
+    root = params.get("data.benchmark_root")
+    data = {"sample": "embedded scikit-image sample photographs (SampleTest)",
+            "div2k": "DF2K training data", "local": "local training data"}[source]
+    bench = f"benchmark sets from {root}" if root else "no paper benchmark sets configured"
+    return (f"{src.label} ({src.what}): measured by srnas, budget `{params.get('budget')}`, "
+            f"data source `{source}` ({data}), {bench}; file `{src.result}`.")
+
+
+def measured(params: Params, sources: Sequence[RowSource]) -> tuple[list[Measured], list[str]]:
+    """Load every row's JSON; returns the rows and the set names they cover."""
+    rows, sets = [], []
+    for src in sources:
+        data = read_json(src.result)
+        if src.key is not None:
+            if src.key not in data:
+                raise SrnasError(f"{src.result}: no {src.key!r} results")
+            data = data[src.key]
+        scores = {}
+        for name, r in data.items():
+            if not isinstance(r, dict) or "psnr" not in r:
+                raise SrnasError(f"{src.result}: {name!r} is not a set result")
+            scores[name] = (float(r["psnr"]), float(r["ssim"]))
+            if name not in sets:
+                sets.append(name)
+        params_k = madds = None
+        if src.complexity:
+            c = read_json(src.complexity)
+            params_k, madds = c["params"] / 1000.0, float(c["multi_adds"])
+        rows.append(Measured(label=src.label, scale=src.scale, scores=scores,
+                             provenance=provenance(params, src), method=src.method,
+                             params_k=params_k, multi_adds_g=madds))
+    return rows, sets
+
+
+def inputs(spec: TableSpec, params: Params) -> list[str]:
+    return [f for src in spec.rows(params) for f in src.files()]
+
+
+def render_spec(spec: TableSpec, params: Params) -> str:
+    from srnas.tables import render
+
+    rows, sets = measured(params, spec.rows(params))
+    footer = [f"Rendered from `{Path(spec.out).as_posix()}`'s inputs by `python -m pipeline.render_table --table {spec.name}`."]
+    return render(spec.printed, rows, title=spec.title, extra_sets=sets, footer=footer)

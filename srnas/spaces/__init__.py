@@ -1,0 +1,41 @@
+"""Search spaces, one module each; ``SPACES`` maps a space name to its builders.
+
+    SPACES.get("dlsr").network(genotype, scale=2)      # derived, retrainable network
+    SPACES.get("dlsr").supernet(scale=2)               # differentiable supernet
+
+``build_network(genotype, scale)`` picks the builder from ``genotype.space``. Generic
+supernet machinery lives in ``srnas.spaces.base``; each space module also registers its
+genotype format in ``srnas.genotype.GENOTYPE_SPECS`` on import. A new space: add its
+module, import it here and register its builders below.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from srnas.genotype import Genotype
+from srnas.registry import Registry
+from srnas.spaces import dlsr
+from srnas.spaces.base import SearchSpace, SpaceBuilders
+
+SPACES: Registry[SpaceBuilders] = Registry("search space")
+
+SPACES.register("dlsr")(SpaceBuilders(
+    network=dlsr.DLSRNet,
+    supernet=dlsr.DLSRSupernet,
+    paper="dlsr",
+    convention="hr720p",
+    description="DLSR (Huang et al.): RFDB-like cells with 3 mixed residual blocks, "
+                "network-level links between 6 cells (FACTS.md §2)",
+))
+
+
+def build_network(genotype: Genotype, scale: int, **kwargs) -> nn.Module:
+    return SPACES.get(genotype.space).network(genotype, scale, **kwargs)
+
+
+def build_supernet(space: str, scale: int, **kwargs) -> SearchSpace:
+    return SPACES.get(space).supernet(scale, **kwargs)
+
+
+__all__ = ["SPACES", "SearchSpace", "SpaceBuilders", "build_network", "build_supernet"]

@@ -1,0 +1,241 @@
+"""Weights released by the papers' authors: where they live, their hashes, how to load them.
+
+``WEIGHTS`` lists each released file (public raw-GitHub URL at a pinned commit, sha256,
+size, which model / variant / scale it is); the values come from the project's weights
+README (``../shared/weights/README.md``) and FACTS.md §2 and §6. :func:`fetch` downloads one
+(resumable, hash-checked, atomic) or verifies a local copy; :func:`load_released_dlsr`
+maps the DLSR authors' checkpoint keys (``DawnHH/DLSR-PyTorch``) onto
+:class:`srnas.spaces.dlsr.DLSRNet`, strictly.
+
+Files are laid out as ``<dest_dir>/<paper>/<file name>``, the layout of the shared
+weights folder, so ``fetch(name, "../shared/weights")`` finds a present copy.
+TPSR (x4) entries are listed for a later loader; only DLSR has one here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from srnas.errors import SrnasError
+from srnas.io import atomic_path
+from srnas.registry import Registry
+
+DLSR_REPO, DLSR_COMMIT = "DawnHH/DLSR-PyTorch", "3ea0d846f04895fb260ba419c94d6582bc7d7f0b"
+TPSR_REPO, TPSR_COMMIT = "royson/tpsr", "76440813e988d02b1274907139b3319d4c3d2008"
+
+
+@dataclass(frozen=True)
+class ReleasedWeights:
+    name: str
+    paper: str         # srnas paper name; also the sub-folder under dest_dir
+    variant: str       # model variant (for DLSR: a key of srnas.spaces.dlsr.VARIANTS)
+    scale: int
+    filename: str
+    url: str
+    sha256: str
+    size: int          # bytes
+    description: str
+
+    @property
+    def relpath(self) -> Path:
+        return Path(self.paper) / self.filename
+
+
+WEIGHTS: Registry[ReleasedWeights] = Registry("released weights")
+
+
+def _add(name, paper, variant, scale, repo, commit, folder, filename, sha256, size, description):
+    url = f"https://raw.githubusercontent.com/{repo}/{commit}/{folder}/{filename}"
+    WEIGHTS.register(name)(ReleasedWeights(name, paper, variant, scale, filename, url,
+                                           sha256, size, description))
+
+
+_add("dlsr-x2", "dlsr", "dlsr", 2, DLSR_REPO, DLSR_COMMIT, "checkpoints",
+     "RFDN_beta21_ps128_20210128_1000.pt",
+     "d2d9253e8ab69ad3d681244b8673353538d2ed5a024c9a5a273cecb8b7a00ecb", 3983137,
+     "DLSR x2, the paper model (Table 2); dict with epoch, state_dict, optimizer")
+_add("dlsr-s-x2", "dlsr", "dlsr-s", 2, DLSR_REPO, DLSR_COMMIT, "checkpoints",
+     "RFDN_beta21_tiny18_ps128_20210306_lr4_700.pt",
+     "d08440aea6686aef995b08118c87801df1e231f66ffb97209f1d4e43ebdbdcd1", 786721,
+     "DLSR-S x2 (nf = 18, Table 3)")
+_add("dlsr-para-loss-x2", "dlsr", "dlsr-para-loss", 2, DLSR_REPO, DLSR_COMMIT, "checkpoints",
+     "RFDN_beta1_para_loss.pt",
+     "5966582411f3dd016ff9bdd6012cfdf60aea45519e50d62c0f4fa4c6bca8deb8", 4055569,
+     "a further DLSR x2 search result (sep_conv_3x3, sep_conv_5x5, sep_conv_5x5; FACTS.md §2)")
+_add("tpsr-nogan-x4", "tpsr", "tpsr-nogan", 4, TPSR_REPO, TPSR_COMMIT, "pretrained",
+     "TPSR_NOGANX4.pt",
+     "2951ceca75f792056cdbac1159ee8d927d2bd353c4fd7e674290cfd368327ab7", 256415,
+     "TPSR-NOGAN x4, distortion-only generator (plain state_dict)")
+_add("tpsr-d2-x4", "tpsr", "tpsr-d2", 4, TPSR_REPO, TPSR_COMMIT, "pretrained",
+     "TPSR_D2X4.pt",
+     "bf86676b483cad500369cbc112a02149e68bc4e275fbd6fb3de8fd1a2af23bfc", 256459,
+     "TPSR-D2 x4, trained with the searched discriminator")
+_add("tpsr-esrgan-x4", "tpsr", "tpsr-esrgan", 4, TPSR_REPO, TPSR_COMMIT, "pretrained",
+     "TPSR_ESRGANX4.pt",
+     "bcf2a9cfa886585e062995644f7da06f519a53c8aeb0b6b47d5f6a45bbb5dbc1", 256487,
+     "TPSR x4, trained with the ESRGAN discriminator")
+
+
+# ----------------------------------------------------------------------------------------
+# Download / verify
+# ----------------------------------------------------------------------------------------
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: str | os.PathLike, entry: ReleasedWeights | str) -> Path:
+    """Check ``path`` against the table's sha256; SrnasError naming the file and both hashes."""
+    entry = _entry(entry)
+    path = Path(path)
+    if not path.is_file():
+        raise SrnasError(f"{path}: weights file not found ({entry.name})")
+    actual = sha256_file(path)
+    if actual != entry.sha256:
+        raise SrnasError(f"{path}: sha256 mismatch for {entry.name}: expected {entry.sha256}, "
+                         f"got {actual}")
+    return path
+
+
+def fetch(name: ReleasedWeights | str, dest_dir: str | os.PathLike,
+          local_path: str | os.PathLike | None = None, *, progress: bool = True,
+          timeout: float = 60.0, retries: int = 5) -> Path:
+    """Return ``<dest_dir>/<paper>/<file>`` holding the verified released weights ``name``.
+
+    - ``local_path``: verify that file's sha256 and copy it into place (atomically);
+    - otherwise :func:`srnas.data.download.download`: a verified file already in place is
+      returned as is; else urllib downloads into ``<file>.part``, resuming a previous
+      partial download with an HTTP Range request (tqdm progress bar), checks the sha256
+      and renames into place. A mismatch removes the bad bytes and raises SrnasError naming
+      the file and both hashes: nothing unverified ever sits under the final name.
+    """
+    from srnas.data.download import download
+
+    entry = _entry(name)
+    dest = Path(dest_dir) / entry.relpath
+    if local_path is not None:
+        src = verify(local_path, entry)
+        if dest.is_file() and sha256_file(dest) == entry.sha256:
+            return dest
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
+        return dest
+    return download(entry.url, dest, entry.sha256, progress=progress, timeout=timeout,
+                    retries=retries).path
+
+
+def _entry(name: ReleasedWeights | str) -> ReleasedWeights:
+    return name if isinstance(name, ReleasedWeights) else WEIGHTS.get(name)
+
+
+# ----------------------------------------------------------------------------------------
+# DLSR checkpoints -> DLSRNet
+# ----------------------------------------------------------------------------------------
+# The released models (models/rfdn_6_train_beta21*.py, models/beta1_para_loss.py) name
+# their modules fea_conv, B1..B6 (c{j}_d distillation, c{j}_r.op searched op, c4, c5, esa),
+# c3..c6 (network links, Sequential(conv, act)), cout (Sequential(conv, act)), LR_conv and
+# upsampler (Sequential(conv, PixelShuffle)). The searched ops wrap their layers in ``.op``:
+# a plain conv is op.0; sep/dil convs are op.<i> with the same Sequential indices as ours
+# (ReLUs sit at the parameter-free positions 0 and 3). Our cell index k is their B{k+1}.
+
+_ESA_NAMES = {"reduce": "conv1", "down": "conv2", "range_conv": "conv_max",
+              "conv_a": "conv3", "conv_b": "conv3_", "skip": "conv_f", "expand": "conv4"}
+_P = r"(weight|bias)"
+_DLSR_RULES: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
+    (re.compile(rf"head\.{_P}"), lambda m: f"fea_conv.{m[1]}"),
+    (re.compile(rf"cells\.(\d+)\.distill\.(\d+)\.{_P}"),
+     lambda m: f"B{int(m[1]) + 1}.c{int(m[2]) + 1}_d.{m[3]}"),
+    (re.compile(r"cells\.(\d+)\.ops\.(\d+)\.weight"),                 # plain conv op
+     lambda m: f"B{int(m[1]) + 1}.c{int(m[2]) + 1}_r.op.0.weight"),
+    (re.compile(r"cells\.(\d+)\.ops\.(\d+)\.(\d+)\.weight"),          # sep / dil conv op
+     lambda m: f"B{int(m[1]) + 1}.c{int(m[2]) + 1}_r.op.{m[3]}.weight"),
+    (re.compile(rf"cells\.(\d+)\.r4\.{_P}"), lambda m: f"B{int(m[1]) + 1}.c4.{m[2]}"),
+    (re.compile(rf"cells\.(\d+)\.fuse\.{_P}"), lambda m: f"B{int(m[1]) + 1}.c5.{m[2]}"),
+    (re.compile(rf"cells\.(\d+)\.esa\.({'|'.join(_ESA_NAMES)})\.{_P}"),
+     lambda m: f"B{int(m[1]) + 1}.esa.{_ESA_NAMES[m[2]]}.{m[3]}"),
+    (re.compile(rf"links\.(\d+)\.{_P}"), lambda m: f"c{m[1]}.0.{m[2]}"),
+    (re.compile(rf"aggregate\.{_P}"), lambda m: f"cout.0.{m[1]}"),
+    (re.compile(rf"tail\.{_P}"), lambda m: f"LR_conv.{m[1]}"),
+    (re.compile(rf"upsampler\.0\.{_P}"), lambda m: f"upsampler.0.{m[1]}"),
+]
+
+
+def dlsr_key_map(our_keys) -> dict[str, str | None]:
+    """Our DLSRNet state_dict key -> the released checkpoint's key (None: no rule)."""
+    mapping: dict[str, str | None] = {}
+    for key in our_keys:
+        mapping[key] = None
+        for pattern, their in _DLSR_RULES:
+            m = pattern.fullmatch(key)
+            if m:
+                mapping[key] = their(m)
+                break
+    return mapping
+
+
+def _short_list(keys) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
+
+
+def load_released_dlsr(path: str | os.PathLike, variant: str = "dlsr", scale: int = 2):
+    """Build the DLSR ``variant`` ("dlsr", "dlsr-s", "dlsr-para-loss") and load the
+    authors' x2 checkpoint into it, strictly: every key on both sides accounted for and every
+    shape equal, else SrnasError listing what did not match. Returns the model in eval mode.
+
+    ``scale`` 3 or 4 builds that model and loads everything but the upsampler (left at its
+    initialisation): the paper's warm start of x3/x4 from x2 (DLSR appendix A).
+    """
+    from srnas.spaces.dlsr import VARIANTS, build_variant
+
+    if variant not in VARIANTS:
+        raise SrnasError(f"unknown DLSR variant {variant!r}; known: {', '.join(VARIANTS)}")
+    path = Path(path)
+    if not path.is_file():
+        raise SrnasError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise SrnasError(f"{path}: not a loadable PyTorch checkpoint ({exc})") from None
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise SrnasError(f"{path}: no state_dict of tensors found")
+
+    model = build_variant(variant, scale=scale)
+    ours = model.state_dict()
+    mapping = dlsr_key_map(ours)
+    if scale != 2:  # the released upsampler is x2-only (3*2*2 output channels)
+        mapping = {k: v for k, v in mapping.items() if not k.startswith("upsampler.")}
+        state = {k: v for k, v in state.items() if not k.startswith("upsampler.")}
+    no_rule = [k for k, v in mapping.items() if v is None]
+    missing = [f"{k} (<- {v})" for k, v in mapping.items() if v is not None and v not in state]
+    used = {v for v in mapping.values() if v is not None}
+    unused = [k for k in state if k not in used]
+    shapes = [f"{k} {tuple(ours[k].shape)} <- {v} {tuple(state[v].shape)}"
+              for k, v in mapping.items()
+              if v in state and ours[k].shape != state[v].shape]
+    problems = []
+    if no_rule:
+        problems.append(f"our keys without a mapping rule: {_short_list(no_rule)}")
+    if missing:
+        problems.append(f"our keys whose checkpoint key is absent: {_short_list(missing)}")
+    if unused:
+        problems.append(f"checkpoint keys not used: {_short_list(unused)}")
+    if shapes:
+        problems.append(f"shape mismatches: {_short_list(shapes)}")
+    if problems:
+        raise SrnasError(f"{path}: does not match DLSR variant {variant!r}: " + "; ".join(problems))
+    model.load_state_dict({k: state[v] for k, v in mapping.items()}, strict=(scale == 2))
+    return model.eval()

@@ -1,0 +1,54 @@
+"""Named models: what ``--model`` and ``--arch`` accept in the evaluate/complexity stages.
+
+- ``MODELS``: upscaler factories for evaluation. ``bicubic`` is here; papers register
+  their released weights as ``released:<name>`` and trained checkpoints as ``<paper>``.
+- ``ARCHS``: architectures by name (the papers' published genotypes, e.g. ``dlsr``), each
+  with the Multi-Adds convention its paper uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from srnas.registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """How to build an upscaler. ``paper`` picks the MLflow experiment."""
+
+    build: Callable[..., Any]     # (scale, weights, device) -> srnas.evaluation.Upscaler
+    paper: str
+    needs_weights: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ArchEntry:
+    build: Callable[[int], torch.nn.Module]   # scale -> module
+    paper: str
+    convention: str
+    description: str = ""
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+ARCHS: Registry[ArchEntry] = Registry("architecture")
+
+
+def _bicubic(scale: int, weights: Path | None, device: torch.device):
+    from srnas.evaluation import bicubic_rgb
+
+    return bicubic_rgb
+
+
+MODELS.register("bicubic")(ModelEntry(_bicubic, "common",
+                                      description="MATLAB bicubic (FACTS.md §1); both Y and RGB pipelines"))
+
+
+def load_all() -> None:
+    """Import every paper module so their models and archs are registered."""
+    import srnas.papers  # noqa: F401

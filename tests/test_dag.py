@@ -1,0 +1,58 @@
+"""Snakefile and dvc.yaml describe the same stages with the same command lines."""
+
+import importlib
+import re
+import subprocess
+import sys
+
+import yaml
+
+from srnas.dag import all_stages
+from srnas.params import load_params
+
+
+def _stages(root):
+    return all_stages(load_params(root / "params.yaml"))
+
+
+def test_dvc_yaml_is_generated_from_the_stage_table(root):
+    proc = subprocess.run([sys.executable, "-m", "pipeline.stages", "--params", "params.yaml", "check"],
+                          cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_snakemake_and_dvc_run_the_same_commands(root):
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    dvc_cmds = {name: s["cmd"] for name, s in dvc.items()}
+    proc = subprocess.run(["snakemake", "--forceall", "--dry-run", "--printshellcmds", "--cores", "1",
+                           *[t for s in _stages(root) for t in s.outs]],
+                          cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    smk_cmds = sorted(re.sub(r"\s*2>&1 \| tee \S+$", "", line.removeprefix("Shell command:").strip())
+                      for line in proc.stdout.splitlines() if line.startswith("Shell command:"))
+    assert smk_cmds == sorted(dvc_cmds.values())
+
+
+def test_every_dvc_stage_lists_exactly_the_params_its_script_reads(root):
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    for stage in _stages(root):
+        module = importlib.import_module(stage.module)
+        assert set(dvc[stage.name].get("params", [])) == set(stage.params)
+        if stage.module != "pipeline.render_table":  # render reads its table's declared keys
+            assert set(module.KEYS) == set(stage.params), stage.name
+
+
+def test_rules_declare_resources(root):
+    for stage in _stages(root):
+        assert stage.threads >= 1 and stage.mem_mb > 0 and stage.runtime > 0 and stage.gpu >= 0
+
+
+def test_snakemake_config_override_reaches_the_commands(root):
+    proc = subprocess.run(["snakemake", "results/common/bicubic_x2.json", "--forceall", "--dry-run",
+                           "--printshellcmds", "--cores", "1", "--config", "evaluate={grey: replicate}"],
+                          cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    evaluate = [l for l in proc.stdout.splitlines() if "pipeline.evaluate" in l]
+    assert evaluate and all("--set evaluate.grey=replicate" in l for l in evaluate)
+    others = [l for l in proc.stdout.splitlines() if "pipeline.make_lr" in l]
+    assert others and not any("--set" in l for l in others)
