@@ -61,10 +61,11 @@ def prepare(params: Params, out: Path, *, archives: Sequence[Archive] | None = N
             "source": source.kind,
             "description": source.description,
             **source.details,
-            "min_size": params.get("data.min_size"),
             "counts": counts,
             "files": files,
         }
+        # The manifest describes the content only (not the validation threshold), so a
+        # params edit that leaves the images unchanged does not rerun downstream stages.
         atomic_write_json(work / "manifest.json", manifest)
     log.info("%s: %d training and %d validation images from source %s (%.1f s)", out,
              counts["train"], counts["valid"], source.kind, time.perf_counter() - start)
