@@ -18,6 +18,8 @@ from srnas.complexity import measure
 from srnas.io import atomic_write_json
 from srnas.zoo import ARCHS, load_all
 
+KEYS: tuple[str, ...] = ()
+
 
 def build(arch: str, scale: int):
     """(module, convention, paper) for an arch name or a genotype file."""
@@ -40,7 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--convention", default=None, help="override the paper's convention (hr720p, lr256, hnas48, lr480)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    params = _cli.params_from(args, ())
+    params = _cli.params_from(args, KEYS)
     model, convention, paper = build(args.arch, args.scale)
     result = measure(model, args.scale, args.convention or convention)
     with tracking.stage_run(params, paper=paper, stage="complexity",

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     device = pick_device(params.get("device"))
     upscaler = entry.build(args.scale, weights, device)
     progress = not args.no_progress
-    with tracking.stage_run(params, paper=entry.paper, stage="evaluate",
+    with tracking.stage_run(params, paper=getattr(upscaler, "paper", entry.paper), stage="evaluate",
                             tags={"model": args.model, "scale": args.scale, "device": str(device)},
                             log_params={"model": args.model, "scale": args.scale, "grey": grey,
                                         "sets": ",".join(present), "absent": ",".join(absent),

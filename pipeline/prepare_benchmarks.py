@@ -21,7 +21,8 @@ from typing import Sequence
 
 from pipeline._cli import params_from, parser, run
 from srnas import tracking
-from srnas.data.images import atomic_dir, read_image, sha256_file, write_png
+from srnas.data.images import read_image, sha256_file, write_png
+from srnas.io import atomic_dir
 from srnas.data.sources import sample_test_images
 from srnas.errors import SrnasError
 from srnas.io import atomic_write_json

@@ -21,7 +21,8 @@ from typing import Sequence
 
 from pipeline._cli import params_from, parser, run
 from srnas import tracking
-from srnas.data.images import atomic_dir, sha256_file, write_png
+from srnas.data.images import sha256_file, write_png
+from srnas.io import atomic_dir
 from srnas.data.sources import Archive, open_source
 from srnas.io import atomic_write_json
 from srnas.params import Params

@@ -13,7 +13,7 @@ Rules of the game (what keeps Snakemake and DVC in agreement):
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from srnas.params import Params

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -57,3 +58,32 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise SrnasError(f"{path}: not valid JSON ({exc})") from None
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty work folder beside ``path``; on success it replaces ``path``.
+
+    Outputs are built in ``.<name>.partial`` and renamed into place at the end, so a killed
+    or failed stage never leaves a partial output folder under its real name (a leftover
+    ``.partial`` folder is cleared by the next run). An existing output is first renamed to
+    ``.<name>.old`` and removed after the new one is in place: at every instant ``path`` is
+    either the complete old folder, absent, or the complete new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = path.parent / f".{path.name}.partial"
+    old = path.parent / f".{path.name}.old"
+    for stale in (work, old):
+        if stale.exists():
+            shutil.rmtree(stale)
+    work.mkdir()
+    try:
+        yield work
+        if path.exists():
+            os.replace(path, old)
+        os.replace(work, path)
+    finally:
+        for leftover in (work, old):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)

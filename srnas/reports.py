@@ -7,7 +7,7 @@ tables and contribute rows to the cross-method ``results/table2.md``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -36,13 +36,24 @@ class RowSource:
 
 @dataclass(frozen=True)
 class TableSpec:
+    """A rendered table. Tables of another shape than PSNR/SSIM rows (search cost, memory)
+    give ``custom(params) -> markdown`` and ``custom_inputs(params) -> files`` instead."""
+
     name: str                                        # stage name suffix, e.g. "table2"
     out: str                                         # results/table2.md
-    printed: PrintedTable
-    rows: Callable[[Params], Sequence[RowSource]]
+    printed: PrintedTable | None
+    rows: Callable[[Params], Sequence[RowSource]] = lambda params: ()
     title: str | None = None
     experiment: str = "common"                       # MLflow experiment (paper) of the render run
     params: tuple[str, ...] = ("budget", "data.source", "data.benchmark_root", "data.scales")
+    custom: Callable[[Params], str] | None = None
+    custom_inputs: Callable[[Params], Sequence[str]] | None = None
+
+    def inputs(self, params: Params) -> list[str]:
+        files = list(self.custom_inputs(params)) if self.custom_inputs else []
+        for src in self.rows(params):
+            files += src.files()
+        return list(dict.fromkeys(files))
 
 
 TABLES: Registry[TableSpec] = Registry("table")
@@ -87,13 +98,11 @@ def measured(params: Params, sources: Sequence[RowSource]) -> tuple[list[Measure
     return rows, sets
 
 
-def inputs(spec: TableSpec, params: Params) -> list[str]:
-    return [f for src in spec.rows(params) for f in src.files()]
-
-
 def render_spec(spec: TableSpec, params: Params) -> str:
     from srnas.tables import render
 
+    if spec.custom is not None:
+        return spec.custom(params)
     rows, sets = measured(params, spec.rows(params))
     footer = [f"Rendered from `{Path(spec.out).as_posix()}`'s inputs by `python -m pipeline.render_table --table {spec.name}`."]
     return render(spec.printed, rows, title=spec.title, extra_sets=sets, footer=footer)

@@ -8,11 +8,19 @@ gets a run object whose methods do nothing, so stage code never branches on it.
 Every run is tagged with paper, stage, budget, seed, data source, scale (when given), the git
 revision and whether the tree was dirty, so runs can be compared with
 ``mlflow.search_runs(experiment_names=["srnas-dlsr"], filter_string="tags.stage = 'retrain'")``.
+
+Stages run in parallel (``snakemake --cores N``, SLURM jobs) and may share one sqlite store.
+MLflow creates and migrates a new sqlite store on first use, and several processes doing that
+at once crash each other (``duplicate column name``, alembic errors); so opening the store,
+finding or creating the experiment and creating the run happen under an exclusive lock per
+store file (:func:`_store_lock`). Later writes rely on sqlite's own locking. Across machines
+use a shared ``mlflow server`` instead of a sqlite file (README, "Clusters").
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -78,6 +86,43 @@ class _NullRun:
         pass
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working directory, as
+    SQLAlchemy resolves it), or None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path).resolve()
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock for the sqlite store ``uri`` (nothing for other stores).
+
+    The lock file sits in the temp folder, named by a hash of the database's path, so the
+    project tree gets no extra file; processes of one machine share it. (sqlite stores are
+    not for several machines at once: use an ``mlflow server`` there.)"""
+    path = _sqlite_file(uri)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        fcntl = None
+    if path is None or fcntl is None:
+        yield
+        return
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    lock = Path(tempfile.gettempdir()) / f"srnas-mlflow-{digest}.lock"
+    # read-only with O_CREAT: works for every user whatever umask made the file
+    fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class _Run(_NullRun):
     def __init__(self, client: Any, run_id: str):
         self._client = client
@@ -128,7 +173,7 @@ def _experiment_id(client: Any, name: str) -> str:
         return exp.experiment_id
     try:
         return client.create_experiment(name)
-    except Exception:  # another stage created it at the same moment
+    except Exception:  # another stage (through a shared server) created it at the same moment
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
@@ -146,7 +191,7 @@ def stage_run(params: Params | None, *, paper: str, stage: str,
     import mlflow  # imported lazily: it costs about 1.5 s
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri(params))
+    uri = tracking_uri(params)
     rev, dirty = git_revision()
     all_tags = {"paper": paper, "stage": stage, "git_revision": rev, "git_dirty": str(dirty)}
     if params is not None:
@@ -154,8 +199,14 @@ def stage_run(params: Params | None, *, paper: str, stage: str,
         all_tags.update(budget=tree.get("budget", ""), seed=tree.get("seed", ""),
                         data_source=tree.get("data", {}).get("source", ""))
     all_tags.update({k: str(v) for k, v in (tags or {}).items()})
-    experiment = _experiment_id(client, EXPERIMENT_PREFIX + paper)
-    run = client.create_run(experiment, tags={**all_tags, "mlflow.runName": stage})
+    # The client opens the store at once, and first use of a sqlite store creates and
+    # migrates it: one process at a time.
+    with _store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        experiment = _experiment_id(client, EXPERIMENT_PREFIX + paper)
+        # tag values must be strings: a REST store (mlflow server) refuses the int seed
+        run = client.create_run(experiment, tags={**{k: str(v) for k, v in all_tags.items()},
+                                                  "mlflow.runName": stage})
     handle = _Run(client, run.info.run_id)
     if log_params:
         handle.log_params(log_params)

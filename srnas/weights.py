@@ -14,7 +14,6 @@ TPSR (x4) entries are listed for a later loader; only DLSR has one here.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -24,6 +23,7 @@ from typing import Callable
 
 import torch
 
+from srnas.data.images import sha256_file
 from srnas.errors import SrnasError
 from srnas.io import atomic_path
 from srnas.registry import Registry
@@ -87,14 +87,6 @@ _add("tpsr-esrgan-x4", "tpsr", "tpsr-esrgan", 4, TPSR_REPO, TPSR_COMMIT, "pretra
 # ----------------------------------------------------------------------------------------
 # Download / verify
 # ----------------------------------------------------------------------------------------
-
-def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk_size), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def verify(path: str | os.PathLike, entry: ReleasedWeights | str) -> Path:
     """Check ``path`` against the table's sha256; SrnasError naming the file and both hashes."""

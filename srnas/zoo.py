@@ -52,3 +52,21 @@ MODELS.register("bicubic")(ModelEntry(_bicubic, "common",
 def load_all() -> None:
     """Import every paper module so their models and archs are registered."""
     import srnas.papers  # noqa: F401
+
+
+def _trained(scale: int, weights: Path | None, device: torch.device):
+    from srnas.evaluation import TorchUpscaler
+    from srnas.errors import SrnasError
+    from srnas.modelfile import load_model
+    from srnas.spaces import SPACES
+
+    model, info = load_model(weights, device)
+    if info["scale"] != scale:
+        raise SrnasError(f"{weights}: a x{info['scale']} model, evaluated at --scale {scale}")
+    upscaler = TorchUpscaler(model, device)
+    upscaler.paper = SPACES.get(info["space"]).paper
+    return upscaler
+
+
+MODELS.register("trained")(ModelEntry(_trained, "common", needs_weights=True,
+                                      description="a network retrained by srnas (srnas.modelfile)"))

@@ -18,20 +18,17 @@ The rule is "8-bit pixels exactly as stored, or a clear error". Each rejected ca
 Palette (``P``) images are expanded to RGB. EXIF orientation is not applied: pixels are
 used in stored order, as every SR data loader does.
 
-Also here: :func:`write_png` (atomic), :func:`list_images`, :func:`sha256_file`, and
-:func:`atomic_dir`, the build-then-rename used by stages whose output is a folder.
+Also here: :func:`write_png` (atomic), :func:`list_images`, and (from srnas.io) :func:`sha256_file`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
-import shutil
 import struct
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -41,7 +38,6 @@ from srnas.io import atomic_path
 
 __all__ = [
     "IMAGE_EXTENSIONS",
-    "atomic_dir",
     "check_array",
     "decode_image",
     "list_images",
@@ -198,32 +194,3 @@ def sha256_stream(stream: BinaryIO, chunk: int = 1 << 20) -> str:
                 break
             digest.update(block)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty work folder beside ``path``; on success it replaces ``path``.
-
-    Outputs are built in ``.<name>.partial`` and renamed into place at the end, so a killed
-    or failed stage never leaves a partial output folder under its real name (a leftover
-    ``.partial`` folder is cleared by the next run). An existing output is first renamed to
-    ``.<name>.old`` and removed after the new one is in place: at every instant ``path`` is
-    either the complete old folder, absent, or the complete new one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = path.parent / f".{path.name}.partial"
-    old = path.parent / f".{path.name}.old"
-    for stale in (work, old):
-        if stale.exists():
-            shutil.rmtree(stale)
-    work.mkdir()
-    try:
-        yield work
-        if path.exists():
-            os.replace(path, old)
-        os.replace(work, path)
-    finally:
-        for leftover in (work, old):
-            if leftover.exists():
-                shutil.rmtree(leftover, ignore_errors=True)

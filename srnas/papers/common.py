@@ -50,18 +50,9 @@ def stages(params: Params) -> list[Stage]:
     for spec in TABLES:
         t = TABLES.get(spec)
         out.append(Stage(f"render_{t.name.replace('/', '_')}", "pipeline.render_table",
-                         ("--table", t.name, "--out", t.out), tuple(_inputs(t, params)), (t.out,),
+                         ("--table", t.name, "--out", t.out), tuple(t.inputs(params)), (t.out,),
                          t.params, paper=t.experiment, mem_mb=1000, runtime=5))
     return out
-
-
-def _inputs(spec: TableSpec, params: Params) -> list[str]:
-    seen: list[str] = []
-    for src in spec.rows(params):
-        for f in src.files():
-            if f not in seen:
-                seen.append(f)
-    return seen
 
 
 def bicubic_rows(params: Params) -> list[RowSource]:

@@ -6,7 +6,7 @@ Values are exactly as printed, typos included: the x2 Bicubic B100 SSIM is print
 
 from __future__ import annotations
 
-from srnas.tables import PrintedTable, Row, parse_rows
+from srnas.tables import PrintedTable, parse_rows
 
 SETS = ("Set5", "Set14", "B100", "Urban100")
 

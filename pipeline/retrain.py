@@ -1,0 +1,47 @@
+"""Retrain a genotype from scratch (or warm-started) at one scale; resumable.
+
+    python -m pipeline.retrain --params params.yaml --paper dlsr --variant dlsr --seed 0 \
+        --genotype results/dlsr/genotypes/dlsr_s0.json --scale 2 --hr data/hr --lr data/lr \
+        --split data/splits/dlsr.json [--init results/dlsr/models/dlsr_s0_x2.pt] \
+        --checkpoints checkpoints/dlsr/retrain_dlsr_dlsr_s0_x2 --out results/dlsr/models/dlsr_s0_x2.pt
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import _cli
+from srnas import tracking
+from srnas.papers import PAPERS
+from srnas.recipe import read_split
+
+
+def main(argv=None) -> int:
+    p = _cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--paper", required=True)
+    p.add_argument("--variant", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--genotype", required=True)
+    p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4, 8))
+    p.add_argument("--hr", required=True)
+    p.add_argument("--lr", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--init", default=None, help="model file to warm-start from (x3/x4 from x2)")
+    p.add_argument("--checkpoints", required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    recipe = PAPERS.get(args.paper)
+    params = _cli.params_from(args, recipe.retrain_keys())
+    split = read_split(args.split)
+    with tracking.stage_run(params, paper=args.paper, stage="retrain",
+                            tags={"variant": args.variant, "seed": args.seed, "scale": args.scale}) as run:
+        recipe.retrain(params, variant=args.variant, seed=args.seed, genotype=Path(args.genotype),
+                       scale=args.scale, split=split, data=(Path(args.hr), Path(args.lr)),
+                       init=Path(args.init) if args.init else None, out=Path(args.out),
+                       checkpoints=Path(args.checkpoints), run=run)
+        run.log_artifact(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    _cli.run(main)

@@ -1,0 +1,46 @@
+"""Run one architecture search of a paper (one variant, one seed); resumable.
+
+    python -m pipeline.search --params params.yaml --paper dlsr --variant dlsr --seed 0 \
+        --hr data/hr --lr data/lr --split data/splits/dlsr.json \
+        --checkpoints checkpoints/dlsr/search_dlsr_dlsr_s0 --out results/dlsr/search/dlsr_s0
+
+Rerunning after a kill resumes from the latest checkpoint in --checkpoints (outside the
+declared output) and finishes with the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import _cli
+from srnas import tracking
+from srnas.io import atomic_dir
+from srnas.papers import PAPERS
+from srnas.recipe import read_split
+
+
+def main(argv=None) -> int:
+    p = _cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--paper", required=True)
+    p.add_argument("--variant", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--hr", required=True)
+    p.add_argument("--lr", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--checkpoints", required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    recipe = PAPERS.get(args.paper)
+    params = _cli.params_from(args, recipe.search_keys())
+    split = read_split(args.split)
+    with tracking.stage_run(params, paper=args.paper, stage="search",
+                            tags={"variant": args.variant, "seed": args.seed}) as run, \
+            atomic_dir(args.out) as work:
+        recipe.search(params, variant=args.variant, seed=args.seed, split=split,
+                      data=(Path(args.hr), Path(args.lr)), out=Path(work),
+                      checkpoints=Path(args.checkpoints), run=run)
+    return 0
+
+
+if __name__ == "__main__":
+    _cli.run(main)

@@ -1,0 +1,121 @@
+"""DLSR's stages as a user runs them: search, derive, retrain, evaluate; killed and resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srnas.io import read_json
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [  # tiny supernet and budget so a search takes seconds
+    "data.source=local", "data.min_size=48", "dlsr.search.nf=8", "dlsr.scales=[2]",
+    "dlsr.budgets.quick.search.steps=24", "dlsr.budgets.quick.search.warmup_steps=4",
+    "dlsr.budgets.quick.search.batch_size=2", "dlsr.budgets.quick.search.patch_hr=32",
+    "dlsr.budgets.quick.search.snapshot_steps=[12]", "dlsr.budgets.quick.search.checkpoint_every=4",
+    "dlsr.budgets.quick.retrain.steps=16", "dlsr.budgets.quick.retrain.batch_size=2",
+    "dlsr.budgets.quick.retrain.patch_hr=[32,48,64]", "dlsr.budgets.quick.retrain.checkpoint_every=4",
+    "dlsr.budgets.quick.retrain.halve_every=8",
+]
+ENV = {**os.environ, "SRNAS_MLFLOW": "0", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def _cmd(module: str, *args: str, extra=()) -> list[str]:
+    sets = [w for kv in (*TINY, *extra) for w in ("--set", kv)]
+    return [sys.executable, "-m", module, "--params", str(ROOT / "params.yaml"), *sets, *args]
+
+
+def _run(cmd, cwd):
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _run_killed(cmd, cwd, ckpt_dir: Path):
+    """Start ``cmd``, SIGKILL it as soon as its first checkpoint exists, return when dead."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any(ckpt_dir.glob("step_*.pt")):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    from PIL import Image
+
+    work = tmp_path_factory.mktemp("dlsr")
+    photos = work / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):  # smooth random images (real photos are not needed to test mechanics)
+        base = rng.integers(0, 256, (9, 9, 3)).astype(np.uint8)
+        Image.fromarray(base).resize((72, 64), Image.BICUBIC).save(photos / f"img{i}.png")
+    local = [f"data.local.train_hr={photos}"]
+    _run(_cmd("pipeline.prepare_data", "--out", "data/hr", "--no-progress", extra=local), work)
+    _run(_cmd("pipeline.make_lr", "--hr", "data/hr", "--out", "data/lr", "--no-progress"), work)
+    _run(_cmd("pipeline.split", "--paper", "dlsr", "--hr", "data/hr", "--out", "split.json", extra=local), work)
+    return work
+
+
+def _search(workdir, name):
+    return _cmd("pipeline.search", "--paper", "dlsr", "--variant", "dlsr", "--seed", "0",
+                "--hr", "data/hr", "--lr", "data/lr", "--split", "split.json",
+                "--checkpoints", f"ckpt/{name}", "--out", f"search_{name}")
+
+
+def test_search_killed_and_resumed_equals_uninterrupted(workdir):
+    _run(_search(workdir, "straight"), workdir)
+    _run_killed(_search(workdir, "resumed"), workdir, workdir / "ckpt/resumed")
+    assert not (workdir / "search_resumed").exists()  # no half-written output
+    _run(_search(workdir, "resumed"), workdir)
+    a = read_json(workdir / "search_straight/result.json")
+    b = read_json(workdir / "search_resumed/result.json")
+    assert a["alpha"] == b["alpha"] and a["genotype"] == b["genotype"] and a["snapshots"] == b["snapshots"]
+    sa = torch.load(workdir / "search_straight/supernet.pt", weights_only=True)
+    sb = torch.load(workdir / "search_resumed/supernet.pt", weights_only=True)
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert "12" in a["snapshots"]
+
+    _run(_cmd("pipeline.derive", "--paper", "dlsr", "--search", "search_straight", "--out", "g.json"), workdir)
+    assert read_json(workdir / "g.json") == a["genotype"]
+
+
+def _retrain(name):
+    return _cmd("pipeline.retrain", "--paper", "dlsr", "--variant", "dlsr", "--seed", "0",
+                "--genotype", str(ROOT / "srnas/genotypes/dlsr.json"), "--scale", "2",
+                "--hr", "data/hr", "--lr", "data/lr", "--split", "split.json",
+                "--checkpoints", f"ckpt/r_{name}", "--out", f"model_{name}.pt")
+
+
+def test_retrain_killed_and_resumed_equals_uninterrupted_and_evaluates(workdir):
+    _run(_retrain("straight"), workdir)
+    _run_killed(_retrain("resumed"), workdir, workdir / "ckpt/r_resumed")
+    assert not (workdir / "model_resumed.pt").exists()
+    _run(_retrain("resumed"), workdir)
+    a = torch.load(workdir / "model_straight.pt", weights_only=True)
+    b = torch.load(workdir / "model_resumed.pt", weights_only=True)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert a["kwargs"] == {"nf": 8} and a["scale"] == 2
+
+    bench = workdir / "bench/Tiny/HR"
+    bench.mkdir(parents=True)
+    (workdir / "data/hr/train").joinpath("local_img0.png").rename(bench / "img0.png")
+    _run(_cmd("pipeline.evaluate", "--model", "trained", "--weights", "model_straight.pt", "--scale", "2",
+              "--benchmark-root", "bench", "--out", "eval.json"), workdir)
+    result = read_json(workdir / "eval.json")
+    assert result["Tiny"]["n"] == 1 and 5 < result["Tiny"]["psnr"] < 60
