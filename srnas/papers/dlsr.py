@@ -26,11 +26,8 @@ the test set, which srnas does not do).
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -249,7 +246,7 @@ class DLSRRecipe(Recipe):
         from srnas.losses import hfen_loss, l1_loss
         from srnas.modelfile import load_model, save_model
         from srnas.spaces import build_network
-        from srnas.train import TrainConfig, load_matching, train
+        from srnas.train import TrainConfig, train
 
         hp = params.get("dlsr.retrain")
         size = params.get(f"dlsr.budgets.{params.get('budget')}.retrain")
