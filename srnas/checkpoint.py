@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import random
 import re
 from collections.abc import Mapping
@@ -144,11 +145,16 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str | os.PathLike, every: int | None = None, keep: int = 2,
-                 context: Any = None):
+                 context: Any = None, on_mismatch: str = "error"):
         if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 0):
             raise SrnasError(f"checkpoint every: expected a non-negative integer, got {every!r}")
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise SrnasError(f"checkpoint keep: expected a positive integer, got {keep!r}")
+        if on_mismatch not in ("error", "archive"):
+            raise ValueError(f"on_mismatch must be 'error' or 'archive', got {on_mismatch!r}")
+        # "archive": a pipeline stage rerun because its inputs or params changed moves the
+        # stale checkpoints aside (<dir>.stale-<fingerprint>) and starts over; nothing is lost.
+        self.on_mismatch = on_mismatch
         self.directory = Path(directory)
         self.every = every or 0
         self.keep = keep
@@ -215,6 +221,15 @@ class Checkpointer:
         if found is None:
             return None
         path, state = found
+        if state.get("fingerprint") != self.fingerprint and self.on_mismatch == "archive":
+            stale = self.directory.with_name(
+                f"{self.directory.name}.stale-{str(state.get('fingerprint'))[:12]}")
+            if stale.exists():
+                shutil.rmtree(stale)
+            os.replace(self.directory, stale)
+            log.warning("%s holds checkpoints of a different config; moved to %s, starting over",
+                        self.directory, stale)
+            return None
         if state.get("fingerprint") != self.fingerprint:
             raise SrnasError(
                 f"{path}: checkpoint of a run with a different config (fingerprint "

@@ -112,3 +112,20 @@ def test_fingerprint_is_canonical():
     assert fingerprint({"a": 1}) != fingerprint({"a": 1.5})
     with pytest.raises(SrnasError, match="not JSON"):
         fingerprint({"a": object()})
+
+
+def test_archive_mode_moves_stale_checkpoints_aside(tmp_path):
+    from srnas.checkpoint import Checkpointer
+
+    old = Checkpointer(tmp_path / "ck", every=1, context={"genotype": "a"})
+    old.bind({"steps": 3})
+    old.save(1, {"x": 1})
+    new = Checkpointer(tmp_path / "ck", every=1, context={"genotype": "b"}, on_mismatch="archive")
+    new.bind({"steps": 3})
+    assert new.resume() is None
+    stale = [p for p in tmp_path.iterdir() if p.name.startswith("ck.stale-")]
+    assert len(stale) == 1 and (stale[0] / "step_1.pt").is_file()
+    strict = Checkpointer(stale[0], every=1, context={"genotype": "b"})
+    strict.bind({"steps": 3})
+    with pytest.raises(SrnasError, match="different config"):
+        strict.resume()

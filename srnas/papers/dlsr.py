@@ -215,7 +215,10 @@ class DLSRRecipe(Recipe):
             space, loss_fn,
             lambda step: sample_batch(train, step, **batches),
             lambda step: sample_batch(valid, step, **{**batches, "seed": seed + 7919}),
-            config, device, Checkpointer(checkpoints, every=size["checkpoint_every"]),
+            config, device,
+            Checkpointer(checkpoints, every=size["checkpoint_every"], on_mismatch="archive",
+                         context={"split": split["parts"], "variant": variant, "mu": mu,
+                                  "options": opts, "nf": hp["nf"]}),
             regularizer=regularizer if gamma else None,
             log=lambda metrics, step: run.log_metrics(metrics, step=step))
         torch.save({k: t.detach().cpu() for k, t in space.state_dict().items()}, out / "supernet.pt")
@@ -241,6 +244,7 @@ class DLSRRecipe(Recipe):
     def retrain(self, params, *, variant, seed, genotype, scale, split, data, init, out,
                 checkpoints, run):
         from srnas.checkpoint import Checkpointer
+        from srnas.data.images import sha256_file
         from srnas.data.patches import PairedImages, sample_batch
         from srnas.device import pick_device
         from srnas.losses import hfen_loss, l1_loss
@@ -285,7 +289,11 @@ class DLSRRecipe(Recipe):
         result = train(model, loss_fn,
                        lambda step: sample_batch(images, step, seed=seed, batch_size=size["batch_size"],
                                                  patch_hr=patch, scale=scale),
-                       config, device, Checkpointer(checkpoints, every=size["checkpoint_every"]),
+                       config, device,
+                       Checkpointer(checkpoints, every=size["checkpoint_every"], on_mismatch="archive",
+                                    context={"genotype": g.to_dict(), "nf": nf, "mu": mu, "options": opts,
+                                             "files": [f.name for f in files],
+                                             "init": sha256_file(init) if init else None}),
                        init_state=init_state, init_exclude=("upsampler.",),
                        log=lambda metrics, step: run.log_metrics(metrics, step=step))
         save_model(out, result.model, g, scale, {"nf": nf},
