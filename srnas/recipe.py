@@ -19,13 +19,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from srnas.dag import Stage
 from srnas.errors import SrnasError
 from srnas.params import Params
 
 HR, LR, BENCH, LR_BENCH = "data/hr", "data/lr", "data/benchmarks", "data/lr_benchmarks"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A paper-specific measurement stage (e.g. HiNAS's supernet memory with and without
+    cell sharing): ``run(params, out_path, mlflow_run)`` writes one JSON file."""
+
+    name: str
+    keys: tuple[str, ...]
+    run: Callable[[Params, Path, Any], None]
+    deps: tuple[str, ...] = ()
+    gpu: int = 0
+    runtime: int = 30
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,12 @@ class Recipe:
     def retrain_jobs(self, params: Params) -> list[RetrainJob]:
         return []
 
+    def measurements(self, params: Params) -> list[Measurement]:
+        return []
+
+    def measurement_file(self, name: str) -> str:
+        return f"results/{self.name}/{name}.json"
+
     def search_keys(self) -> tuple[str, ...]:
         return ()
 
@@ -123,6 +142,11 @@ class Recipe:
                 f"derive_{p}_{run}".replace("-", "_"), "pipeline.derive",
                 ("--paper", p, "--search", self.search_dir(run), "--out", self.genotype_file(run)),
                 (self.search_dir(run),), (self.genotype_file(run),), (), paper=p, mem_mb=2000, runtime=5))
+        for m in self.measurements(params):
+            out.append(Stage(f"measure_{p}_{m.name}", "pipeline.measure",
+                             ("--paper", p, "--measurement", m.name, "--out", self.measurement_file(m.name)),
+                             m.deps, (self.measurement_file(m.name),), m.keys, paper=p, threads=2,
+                             gpu=m.gpu, runtime=m.runtime))
         for job in self.retrain_jobs(params):
             for scale in job.scales:
                 name = f"retrain_{p}_{job.run}_x{scale}".replace("-", "_")

@@ -46,6 +46,8 @@ def _script_keys(stage):
         return TABLES.get(args["--table"]).params
     if stage.module in ("pipeline.split", "pipeline.fetch_weights"):
         return module.keys(args["--paper"])
+    if stage.module == "pipeline.measure":
+        return module.find(args["--paper"], args["--measurement"]).keys
     recipe = PAPERS.get(args["--paper"])
     return {"pipeline.search": recipe.search_keys, "pipeline.retrain": recipe.retrain_keys,
             "pipeline.derive": lambda: ()}[stage.module]()
