@@ -462,8 +462,8 @@ TABLE2_ROWS.append(lambda params: _rows(params, {"DLSR"}, {2, 3, 4}))
 
 
 # ---- Table 4: search cost -------------------------------------------------------------------
-def _search_results(params) -> list[str]:
-    return [f"{RECIPE.search_dir(RECIPE.run_name(v, s))}/result.json" for v, s in RECIPE.search_runs(params)]
+def _search_dirs(params) -> list[str]:
+    return [RECIPE.search_dir(RECIPE.run_name(v, s)) for v, s in RECIPE.search_runs(params)]
 
 
 def _table4(params) -> str:
@@ -476,8 +476,8 @@ def _table4(params) -> str:
              "| Method | Source | Search cost | Device | Steps | Steps/s |", "|---|---|---|---|---|---|"]
     for method, days in TABLE4_GPU_DAYS.items():
         lines.append(f"| {method} | paper (Table 4) | {days} GPU-days | — | — | — |")
-    for path in _search_results(params):
-        r = read_json(path)
+    for folder in _search_dirs(params):
+        r = read_json(Path(folder) / "result.json")
         hours = r["search_seconds"] / 3600
         extrapolated = paper_steps / r["steps_per_second"] / 86400 if r["steps_per_second"] else float("nan")
         lines.append(f"| {VARIANTS[r['variant']].label}, seed {r['seed']} | ours, budget `{r['budget']}` "
@@ -488,4 +488,4 @@ def _table4(params) -> str:
 
 TABLES.register("dlsr/table4")(TableSpec(
     "dlsr/table4", "results/dlsr/table4.md", None, title="DLSR Table 4", experiment=PAPER,
-    params=("dlsr.variants", "dlsr.seeds"), custom=_table4, custom_inputs=_search_results))
+    params=("dlsr.variants", "dlsr.seeds"), custom=_table4, custom_inputs=_search_dirs))
