@@ -17,14 +17,14 @@ from pathlib import Path
 
 from pipeline import _cli
 from srnas import tracking
-from srnas.device import pick_device
+from srnas.device import pick_device, speed_switches
 from srnas.errors import SrnasError
 from srnas.evaluation import available_sets, evaluate_bicubic_y, evaluate_set
 from srnas.io import atomic_write_json
 from srnas.zoo import MODELS, load_all
 
 log = logging.getLogger("srnas.evaluate")
-KEYS = ("evaluate.grey", "device")
+KEYS = ("evaluate.grey", "device", "cuda")
 
 
 def main(argv=None) -> int:
@@ -55,6 +55,9 @@ def main(argv=None) -> int:
     grey = params.get("evaluate.grey")
     device = pick_device(params.get("device"))
     upscaler = entry.build(args.scale, weights, device)
+    if hasattr(upscaler, "amp"):  # a network: CUDA speed switches (off on the CPU)
+        switches = speed_switches(params, device)
+        upscaler.amp, upscaler.channels_last = switches["amp"], switches["channels_last"]
     progress = not args.no_progress
     with tracking.stage_run(params, paper=getattr(upscaler, "paper", entry.paper), stage="evaluate",
                             tags={"model": args.model, "scale": args.scale, "device": str(device)},

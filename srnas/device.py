@@ -17,3 +17,10 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise SrnasError(f"device {name!r} is not a torch device name") from None
+
+
+def speed_switches(params, device: torch.device) -> dict[str, bool]:
+    """``amp`` / ``channels_last`` for the loops: the ``cuda`` params on CUDA, off elsewhere."""
+    if device.type != "cuda":
+        return {"amp": False, "channels_last": False}
+    return {"amp": bool(params.get("cuda.amp")), "channels_last": bool(params.get("cuda.channels_last"))}

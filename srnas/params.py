@@ -89,6 +89,10 @@ BASE_SCHEMA: dict[str, Any] = {
     "seed": Field(int, 0, check=non_negative, check_text="must be >= 0"),
     "device": Field(str, "auto", check=lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
                     check_text="must be auto, cpu, cuda or cuda:N"),
+    "cuda": {
+        "amp": Field(bool, True),
+        "channels_last": Field(bool, True),
+    },
     "data": {
         "source": Field(str, "sample", choices=("sample", "div2k", "local")),
         "sample": {

@@ -169,7 +169,7 @@ class Recipe:
                      "--benchmark-root", BENCH, "--lr-root", LR_BENCH, "--sets", "all", "--no-progress",
                      "--out", self.eval_file(job.run, scale)),
                     (BENCH, LR_BENCH, self.model_file(job.run, scale)), (self.eval_file(job.run, scale),),
-                    ("evaluate.grey", "device"), paper=p, threads=2, runtime=60))
+                    ("evaluate.grey", "device", "cuda"), paper=p, threads=2, runtime=60))
                 out.append(Stage(
                     f"complexity_{p}_{job.run}_x{scale}".replace("-", "_"), "pipeline.complexity",
                     ("--arch", job.arch or job.genotype, "--scale", str(scale),

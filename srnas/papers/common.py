@@ -46,7 +46,7 @@ def stages(params: Params) -> list[Stage]:
             f"evaluate_bicubic_x{s}", "pipeline.evaluate",
             ("--model", "bicubic", "--scale", str(s), "--benchmark-root", BENCH,
              "--lr-root", LR_BENCH, "--sets", "all", "--no-progress", "--out", bicubic_result(s)),
-            (BENCH, LR_BENCH), (bicubic_result(s),), ("evaluate.grey", "device")))
+            (BENCH, LR_BENCH), (bicubic_result(s),), ("evaluate.grey", "device", "cuda")))
     for spec in TABLES:
         t = TABLES.get(spec)
         out.append(Stage(f"render_{t.name.replace('/', '_')}", "pipeline.render_table",

@@ -158,11 +158,11 @@ class DLSRRecipe(Recipe):
         return jobs
 
     def search_keys(self):
-        return ("budget", "device", "dlsr.search", "dlsr.options",
+        return ("budget", "device", "cuda", "dlsr.search", "dlsr.options",
                 "dlsr.budgets.quick.search", "dlsr.budgets.paper.search")
 
     def retrain_keys(self):
-        return ("budget", "device", "dlsr.retrain", "dlsr.options", "dlsr.search.nf",
+        return ("budget", "device", "cuda", "dlsr.retrain", "dlsr.options", "dlsr.search.nf",
                 "dlsr.budgets.quick.retrain", "dlsr.budgets.paper.retrain")
 
     # ---- search ---------------------------------------------------------------------
@@ -170,7 +170,7 @@ class DLSRRecipe(Recipe):
         from srnas import train as _  # noqa: F401  (fail early if the training stack is missing)
         from srnas.checkpoint import Checkpointer
         from srnas.data.patches import PairedImages, sample_batch
-        from srnas.device import pick_device
+        from srnas.device import pick_device, speed_switches
         from srnas.losses import hfen_loss, l1_loss, op_param_counts, param_regularizer
         from srnas.ops import DLSR
         from srnas.search.differentiable import SearchConfig, run_search
@@ -207,7 +207,8 @@ class DLSRRecipe(Recipe):
             weight_optimizer="adam", weight_lr=hp["lr"], weight_betas=tuple(hp["betas"]),
             weight_decay=hp["weight_decay"], arch_lr=hp["arch_lr"], arch_betas=tuple(hp["arch_betas"]),
             arch_weight_decay=hp["arch_weight_decay"], arch_update="mixed_level", lam=hp["lam"], gamma=gamma,
-            snapshot_steps=tuple(size["snapshot_steps"]), checkpoint_every=size["checkpoint_every"])
+            snapshot_steps=tuple(size["snapshot_steps"]), checkpoint_every=size["checkpoint_every"],
+            **speed_switches(params, device))
         batches = dict(seed=seed, batch_size=size["batch_size"], patch_hr=size["patch_hr"], scale=scale)
         run.log_params({"variant": variant, "seed": seed, "mu": mu, "gamma": gamma, **_flat(hp),
                         **{f"budget.{k}": val for k, val in size.items()}, **_flat(opts)})
@@ -246,7 +247,7 @@ class DLSRRecipe(Recipe):
         from srnas.checkpoint import Checkpointer
         from srnas.data.images import sha256_file
         from srnas.data.patches import PairedImages, sample_batch
-        from srnas.device import pick_device
+        from srnas.device import pick_device, speed_switches
         from srnas.losses import hfen_loss, l1_loss
         from srnas.modelfile import load_model, save_model
         from srnas.spaces import build_network
@@ -283,7 +284,8 @@ class DLSRRecipe(Recipe):
         config = TrainConfig(steps=size["steps"], batch_size=size["batch_size"], patch_hr=patch,
                              scale=scale, seed=seed, lr=hp["lr"], betas=tuple(hp["betas"]),
                              weight_decay=hp["weight_decay"], schedule="step",
-                             step_every=size["halve_every"], checkpoint_every=size["checkpoint_every"])
+                             step_every=size["halve_every"], checkpoint_every=size["checkpoint_every"],
+                             **speed_switches(params, device))
         run.log_params({"variant": variant, "seed": seed, "genotype": str(g), "mu": mu, "nf": nf,
                         "patch_hr": patch, **_flat(hp), **{f"budget.{k}": v for k, v in size.items()}})
         result = train(model, loss_fn,
@@ -402,7 +404,7 @@ def stages(params):
              "--benchmark-root", "data/benchmarks", "--lr-root", "data/lr_benchmarks", "--sets", "all",
              "--no-progress", "--out", released_eval_file(name)),
             ("data/benchmarks", "data/lr_benchmarks", folder), (released_eval_file(name),),
-            ("evaluate.grey", "device"), paper=PAPER, threads=2, runtime=60))
+            ("evaluate.grey", "device", "cuda"), paper=PAPER, threads=2, runtime=60))
         if name not in params.get("dlsr.published"):
             out.append(Stage(
                 f"complexity_dlsr_published_{name.replace('-', '_')}_x2", "pipeline.complexity",
