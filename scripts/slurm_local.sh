@@ -33,11 +33,11 @@ MARKER="# written by srnas scripts/slurm_local.sh"
 PACKAGES=(slurmctld slurmd slurm-client munge)
 PARTITION=debug
 
-die() { echo "slurm_local: error: $*" >&2; exit "${2:-1}"; }
+die() { echo "slurm_local: error: $1" >&2; exit "${2:-1}"; }
 say() { echo "slurm_local: $*"; }
 
 need_root() {
-    [[ $(id -u) -eq 0 ]] || die "'$1' must run as root (it installs packages and starts system daemons)" 3
+    [[ $(id -u) -eq 0 ]] || die "'$1' must run as root (it installs system packages, writes /etc/slurm and runs daemons)" 3
 }
 
 installed() {
@@ -158,9 +158,17 @@ cmd_start() {
     installed || die "SLURM is not installed: run '$0 install' first"
     # A partial earlier start (one daemon died): stop what is left, then start clean.
     stop_daemons quiet
+    local other
+    for other in slurmctld slurmd; do
+        if pgrep -x "$other" >/dev/null; then
+            die "a $other not started from $STATE is running (PID $(pgrep -x "$other" | tr '\n' ' ')): stop it first (SRNAS_SLURM_STATE=<its state dir> $0 stop)"
+        fi
+    done
     mkdir -p "$STATE/slurmctld" "$STATE/slurmd"
     chmod 755 "$STATE"
     install -d -o munge -g munge -m 0755 "$STATE/munge"
+    setpriv --reuid=munge --regid=munge --init-groups test -w "$STATE/munge" \
+        || die "the munge user cannot reach $STATE/munge: use a state dir whose parent folders everyone may enter (SRNAS_SLURM_STATE)"
     if [[ ! -s /etc/munge/munge.key ]]; then
         command -v mungekey >/dev/null && mungekey --create --keyfile=/etc/munge/munge.key \
             || dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none

@@ -10,7 +10,7 @@ canonical order, the column order of the architecture weights (alpha) that mix i
     OPS.get("dlsr").names                          # canonical order
 
 A new search space adds its family here with ``new_family(name)`` and its own
-``@FAMILY.register("op_name")`` constructors. Implemented now: the DLSR family.
+``@FAMILY.register("op_name")`` constructors. Implemented now: the DLSR and HiNAS families.
 
 DLSR (Huang et al., "Lightweight Image Super-Resolution with Hierarchical and
 Differentiable Neural Architecture Search", section 3.1, Table 1; FACTS.md §2): nine ops,
@@ -148,3 +148,75 @@ for _k in (3, 5, 7):
 for _k in (3, 5):
     DLSR.register(f"dil_conv_{_k}x{_k}")(_dil_conv(_k))
 del _k
+
+
+# --------------------------------------------------------------------------------------
+# HiNAS family (Zhang et al., "Memory-Efficient Hierarchical NAS for Image Restoration",
+# section 3.1; FACTS.md §3): seven ops. Every conv op is LeakyReLU(0.2) -> conv (no bias)
+# -> BatchNorm; a separable op is that pattern twice with a depthwise kxk + pointwise 1x1
+# conv; "dil" ops are full (not depthwise) convolutions with dilation 2. ``affine=False``
+# gives parameter-free BatchNorm (an option; srnas's HiNAS supernet keeps affine BN).
+# --------------------------------------------------------------------------------------
+
+HINAS = new_family("hinas")
+HINAS_SLOPE = 0.2
+
+
+class HiNASConv(nn.Sequential):
+    """LeakyReLU(0.2), kxk conv (dilation d, no bias), BatchNorm."""
+
+    def __init__(self, C_in: int, C_out: int, k: int, dilation: int = 1, affine: bool = True):
+        super().__init__(
+            nn.LeakyReLU(HINAS_SLOPE, inplace=False),
+            nn.Conv2d(C_in, C_out, k, padding=dilation * (k - 1) // 2, dilation=dilation, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+class HiNASSepConv(nn.Sequential):
+    """(LeakyReLU(0.2), depthwise kxk, pointwise 1x1, BatchNorm) twice."""
+
+    def __init__(self, C_in: int, C_out: int, k: int, affine: bool = True):
+        super().__init__(
+            nn.LeakyReLU(HINAS_SLOPE, inplace=False),
+            nn.Conv2d(C_in, C_in, k, padding=k // 2, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_in, 1, bias=False),
+            nn.BatchNorm2d(C_in, affine=affine),
+            nn.LeakyReLU(HINAS_SLOPE, inplace=False),
+            nn.Conv2d(C_in, C_in, k, padding=k // 2, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+class Zero(nn.Module):
+    """The "none" op: no connection, returns zeros of the input's shape."""
+
+    def forward(self, x):
+        return x.mul(0.0)
+
+
+def _hinas_op(kind: str, k: int = 0) -> OpConstructor:
+    def build(C_in: int, C_out: int | None = None, affine: bool = True) -> nn.Module:
+        C_out = C_out or C_in
+        if kind == "conv":
+            return HiNASConv(C_in, C_out, k, 1, affine)
+        if kind == "sep":
+            return HiNASSepConv(C_in, C_out, k, affine)
+        if kind == "dil":
+            return HiNASConv(C_in, C_out, k, 2, affine)
+        if C_out != C_in:
+            raise ValueError(f"hinas {kind}: cannot change the width ({C_in} -> {C_out})")
+        return nn.Identity() if kind == "skip" else Zero()
+
+    return build
+
+
+# Registration order = the paper's list in section 3.1 = the columns of every alpha row.
+HINAS.register("conv_3x3")(_hinas_op("conv", 3))
+HINAS.register("sep_conv_3x3")(_hinas_op("sep", 3))
+HINAS.register("sep_conv_5x5")(_hinas_op("sep", 5))
+HINAS.register("dil_conv_3x3")(_hinas_op("dil", 3))
+HINAS.register("dil_conv_5x5")(_hinas_op("dil", 5))
+HINAS.register("skip_connect")(_hinas_op("skip"))
+HINAS.register("none")(_hinas_op("none"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -69,6 +70,24 @@ def test_snakemake_builds_table2_then_has_nothing_to_do(project):
                        "['common', 'dlsr']")
 
 
+def test_released_weights_rows_from_a_local_folder(project):
+    dest, env = project
+    weights = Path(__file__).resolve().parents[2] / "shared" / "weights" / "dlsr"
+    if not weights.is_dir():
+        pytest.skip(f"{weights} not available")
+    env = {**env, "SRNAS_MLFLOW": "0"}
+    _run(["snakemake", "--cores", "2", "results/dlsr/table2.md", "results/dlsr/table3.md",
+          "--config", f"dlsr={{released_weights: {weights}}}"], dest, env)
+    table2 = (dest / "results/dlsr/table2.md").read_text()
+    row = next(l for l in table2.splitlines() if l.startswith("| DLSR (released weights) | ours"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[2:4] == ["323", "67.3"]  # 322,620 params; 67.31 G at 720p
+    psnr = float(cells[-1].split("/")[0])
+    bicubic = json.loads((dest / "results/common/bicubic_x2.json").read_text())["y"]["SampleTest"]["psnr"]
+    assert psnr > bicubic + 2  # the released network really super-resolves
+    assert "| DLSR-S (released weights) | ours" in (dest / "results/dlsr/table3.md").read_text()
+
+
 def _ran(output: str) -> list[str]:
     return sorted(re.findall(r"Running stage '([^']+)'", output))
 
@@ -78,7 +97,9 @@ def test_dvc_repro_reruns_only_what_an_edit_touches(project):
     env = {**env, "SRNAS_MLFLOW": "0"}
     _run(["git", "init", "-q"], dest, env)
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init", "--allow-empty"], dest, env)
-    # Adopt what Snakemake built (same commands, same outputs) instead of building it twice.
+    # Build every table (the default target), then let DVC adopt what Snakemake built (same
+    # commands, same outputs) instead of building it all twice.
+    _run(["snakemake", "--cores", "2"], dest, env)
     _run(["dvc", "commit", "--force"], dest, env)
     assert _ran(_run(["dvc", "repro"], dest, env)) == []
     params = dest / "params.yaml"
@@ -95,3 +116,4 @@ def test_dvc_repro_reruns_only_what_an_edit_touches(project):
     ran = _run(["dvc", "repro"], dest, env)
     assert [s for s in _ran(ran) if not s.startswith(("evaluate_dlsr", "render_"))] == [
         f"retrain_dlsr_dlsr_s0_x{s}" for s in (2, 3, 4)]
+

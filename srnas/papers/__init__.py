@@ -11,5 +11,6 @@ PAPERS: Registry = Registry("paper")
 
 from srnas.papers import common  # noqa: E402,F401  (the bicubic baseline and shared rows)
 from srnas.papers import dlsr  # noqa: E402,F401
+from srnas.papers import hinas  # noqa: E402,F401
 
 common._register_table2()

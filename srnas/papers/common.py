@@ -73,8 +73,11 @@ def _table2_rows(params: Params) -> list[RowSource]:
 
 
 def _register_table2() -> None:
+    """Called once every paper is imported: the table reads every paper's params block."""
+    from srnas.papers import PAPERS
     from srnas.papers.dlsr import TABLE2
 
     TABLES.register("table2")(TableSpec(
         "table2", "results/table2.md", TABLE2, _table2_rows,
-        title="Table 2: lightweight SR methods at x2/x3/x4 (shape of DLSR's Table 2)"))
+        title="Table 2: lightweight SR methods at x2/x3/x4 (shape of DLSR's Table 2)",
+        params=("budget", "data.source", "data.benchmark_root", "data.scales", *PAPERS.names())))

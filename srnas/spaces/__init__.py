@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from srnas.genotype import Genotype
 from srnas.registry import Registry
-from srnas.spaces import dlsr
+from srnas.spaces import dlsr, hinas
 from srnas.spaces.base import SearchSpace, SpaceBuilders
 
 SPACES: Registry[SpaceBuilders] = Registry("search space")
@@ -27,6 +27,17 @@ SPACES.register("dlsr")(SpaceBuilders(
     convention="hr720p",
     description="DLSR (Huang et al.): RFDB-like cells with 3 mixed residual blocks, "
                 "network-level links between 6 cells (FACTS.md §2)",
+))
+
+SPACES.register("hinas")(SpaceBuilders(
+    network=hinas.HiNASNet,
+    supernet=hinas.HiNASSupernet,
+    paper="hinas",
+    # HiNAS reports parameters and GPU inference time, never Multi-Adds (Tables 9, 11, 12),
+    # so it has no convention of its own; srnas counts its Multi-Adds like DLSR/TPSR (720p).
+    convention="hr720p",
+    description="HiNAS (Zhang et al.): per-layer cells of 3 nodes over 7 ops, widths "
+                "W x [1, 1.5, 2] per layer decoded by Viterbi, residual to bicubic (FACTS.md §3)",
 ))
 
 

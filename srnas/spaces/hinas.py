@@ -1,0 +1,514 @@
+"""HiNAS search space: inner cells, outer width path, residual SR framework.
+
+Zhang et al., "Memory-Efficient Hierarchical NAS for Image Restoration" (HiNAS),
+section 3.1 (inner space, Eq. 2-3), 3.2 (outer space, Figure 2-3, Eq. 4-6, Viterbi),
+Figure 4b (residual learning for SR), Eq. 7; released-code facts in FACTS.md §3.
+
+Inner space (cells). A cell has N nodes (N = 3 for SR). Node i reads both cell inputs
+(s0 = the feature two layers back, s1 = the feature of the previous layer) and every
+earlier node; each edge is a mixed op over the seven HiNAS ops (``srnas.ops.HINAS``). The
+cell output is the concatenation of its N nodes (N * C channels, Eq. 3). Choice: there is
+no 1x1 inside the cell; the 1x1 that brings a cell output to the receiving cell's width
+C is the preprocessing f of Eq. (5) (LeakyReLU(0.2) -> 1x1 conv -> BN, the op pattern).
+Alphas are per layer (layer-wise architecture sharing, LWAS): all cells of one layer share
+one alpha of shape (edges, 7) and layers differ; ``lwas=False`` ties ONE alpha across all
+layers (the "basic" search space of Table 2). Derivation: per node, the two inputs whose
+best non-none weight is largest, each with that op (DARTS).
+
+Outer space (widths, Figure 2). Start part: conv 3x3 (3 -> W), LeakyReLU, conv 3x3; it
+sits at level 0 (width W). L layers (2 for SR, the released config); level t has width
+round(gamma_t * W), gamma = (1, 1.5, 2) (FACTS.md §3). Layer 0 holds levels 0 and 1
+(keep or increase the stem's width, "layer 0 contains two cells"); later layers hold
+levels 0..2, level t fed by levels t-1, t, t+1 of the previous layer. Betas: one logit
+per (layer, source level, move in {down, keep, up}); choice (Auto-DeepLab's): softmax
+over the valid moves OUT of each source, so every source's outgoing weights are a
+probability distribution, which is what Viterbi decoding needs ("we view the beta values
+as a probability").
+
+- ``cell_sharing=True`` (Eq. 5, the paper's method): cell (l, t) is computed ONCE on
+  the beta-weighted sum of its preprocessed inputs;
+- ``cell_sharing=False`` (Eq. 6, Auto-DeepLab): one cell per incoming path (l, t, k),
+  outputs summed with the beta weights (about 3x the cells, and the memory, of Eq. 5 in a
+  deep supernet; at L = 2 it is 7 cells against 5).
+
+s0 of cell (l, t) is the output of layer l-2 at level t (the stem for l < 2; when level t
+is not reachable at layer l-2, the highest reachable level below it). End part: the
+outputs of every level of the last layer concatenated, then the decoder.
+
+Residual learning (Figure 4b, Eq. 7): the decoder predicts an LR-sized map of 3 s^2
+channels, pixel shuffle makes the HR residual, which is added to a bicubic upsampling of
+the input (torch bicubic: model architecture, not the evaluation protocol). Decoders:
+``"paper"`` = two convs (3x3 -> W, LeakyReLU, 3x3 -> 3 s^2) + pixel shuffle;
+``"released"`` = an approximation (documented, not a transcription) of the released
+ASPP-like head: 1x1 and dilated 3x3 (d = 1, 2, 3) branches in parallel, concatenated,
+1x1 fusion, 3x3 to 3 s^2, pixel shuffle. Inputs and outputs are in [0, 255]; the network
+works internally in [0, 1] (HiNAS trains on [0, 1] images). ``nf`` (the feature-count
+name the other spaces use) is accepted as an alias of the basic width ``width``.
+
+Genotype payload (schema version 1)::
+
+    {"cells": [ [ [[in, op], [in, op]],  ... N nodes ... ],  ... L layers ... ],
+     "path":  [level of layer 0, ..., level of layer L-1]}
+
+Input indices: 0 = s0, 1 = s1, 2 + j = node j. One-line form, cells separated by "/",
+nodes by ";": ``hinas:1>conv_3x3,0>skip_connect;2>sep_conv_3x3,1>dil_conv_3x3;...|0,1``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from srnas.errors import SrnasError
+from srnas.genotype import Genotype, GenotypeSpec, field_error, register_spec
+from srnas.ops import HINAS, HINAS_SLOPE
+from srnas.spaces.base import MixedOp, SearchSpace, top_k
+
+WIDTH_FACTORS = (1.0, 1.5, 2.0)
+LEVELS = len(WIDTH_FACTORS)
+MOVES = (-1, 0, 1)               # down, keep, up
+NONE = "none"
+DECODERS = ("paper", "released")
+PEAK = 255.0
+
+
+def level_width(width: int, level: int) -> int:
+    return int(round(WIDTH_FACTORS[level] * width))
+
+
+def reachable(layer: int) -> int:
+    """Number of levels present at ``layer`` (level 0 .. n-1); -1 is the stem."""
+    return 1 if layer < 0 else min(layer + 2, LEVELS)
+
+
+def num_edges(nodes: int) -> int:
+    return sum(2 + i for i in range(nodes))
+
+
+# ----------------------------------------------------------------------------------------
+# Viterbi decoding of the width path
+# ----------------------------------------------------------------------------------------
+
+def transition_mask(layers: int) -> torch.Tensor:
+    """(layers, LEVELS, 3) bool: True where source level k of layer l-1 (the stem, level
+    0, for l = 0) may move by MOVES[m] to a level present at layer l."""
+    mask = torch.zeros(layers, LEVELS, len(MOVES), dtype=torch.bool)
+    for l in range(layers):
+        for k in range(reachable(l - 1)):
+            for m, d in enumerate(MOVES):
+                mask[l, k, m] = 0 <= k + d < reachable(l)
+    return mask
+
+
+def viterbi(probs: torch.Tensor, mask: torch.Tensor) -> list[int]:
+    """The most probable level path: ``probs[l, k, m]`` is the probability of moving from
+    level k (layer l-1; the stem at level 0 for l = 0) by MOVES[m]; entries outside
+    ``mask`` are impossible. Returns the level of each layer. Ties go to the lower level
+    (then the lower previous level), so decoding is deterministic."""
+    layers = probs.shape[0]
+    logp = torch.where(mask, probs.double().clamp_min(1e-300).log(),
+                       torch.tensor(-math.inf, dtype=torch.float64))
+    score = [0.0] + [-math.inf] * (LEVELS - 1)          # the stem is at level 0
+    back: list[list[int]] = []
+    for l in range(layers):
+        new, arg = [-math.inf] * LEVELS, [-1] * LEVELS
+        for t in range(LEVELS):
+            for k in range(LEVELS):
+                m = t - k + 1
+                if not 0 <= m < len(MOVES) or not bool(mask[l, k, m]):
+                    continue
+                s = score[k] + float(logp[l, k, m])
+                if s > new[t]:
+                    new[t], arg[t] = s, k
+        score = new
+        back.append(arg)
+    last = max(range(LEVELS), key=lambda t: (score[t], -t))
+    if score[last] == -math.inf:
+        raise SrnasError("viterbi: no valid width path")
+    path = [last]
+    for l in range(layers - 1, 0, -1):
+        path.append(back[l][path[-1]])
+    return path[::-1]
+
+
+def path_probability(probs: torch.Tensor, mask: torch.Tensor, path: Sequence[int]) -> float:
+    """Product of the transition probabilities along ``path`` (0 if a step is invalid)."""
+    p, prev = 1.0, 0
+    for l, t in enumerate(path):
+        m = t - prev + 1
+        if not 0 <= m < len(MOVES) or not bool(mask[l, prev, m]):
+            return 0.0
+        p *= float(probs[l, prev, m])
+        prev = t
+    return p
+
+
+def all_paths(layers: int) -> list[list[int]]:
+    """Every valid level path (for tests and brute force)."""
+    mask = transition_mask(layers)
+    ones = torch.ones(layers, LEVELS, len(MOVES))
+    return [list(p) for p in itertools.product(range(LEVELS), repeat=layers)
+            if path_probability(ones, mask, p) > 0]
+
+
+# ----------------------------------------------------------------------------------------
+# Genotype format
+# ----------------------------------------------------------------------------------------
+
+@register_spec("hinas")
+class HiNASGenotypeSpec(GenotypeSpec):
+    KEYS = ("cells", "path")
+
+    def validate(self, payload: Any, where: str) -> None:
+        if not isinstance(payload, Mapping):
+            raise field_error(where, "genotype", f"expected an object with keys "
+                                                 f"{', '.join(self.KEYS)}, got {payload!r}")
+        for key in self.KEYS:
+            if key not in payload:
+                raise field_error(where, f"genotype.{key}", "missing key")
+        extra = sorted(set(payload) - set(self.KEYS))
+        if extra:
+            raise field_error(where, f"genotype.{extra[0]}",
+                              f"unknown key (expected only {', '.join(self.KEYS)})")
+        cells, path = payload["cells"], payload["path"]
+        if not isinstance(cells, (list, tuple)) or not cells:
+            raise field_error(where, "genotype.cells", f"expected a non-empty list of cells, got {cells!r}")
+        nodes = None
+        for l, cell in enumerate(cells):
+            name = f"genotype.cells[{l}]"
+            if not isinstance(cell, (list, tuple)) or not cell:
+                raise field_error(where, name, f"expected a non-empty list of nodes, got {cell!r}")
+            if nodes is not None and len(cell) != nodes:
+                raise field_error(where, name, f"has {len(cell)} nodes, cell 0 has {nodes}")
+            nodes = len(cell)
+            for i, node in enumerate(cell):
+                nname = f"{name}[{i}]"
+                if not isinstance(node, (list, tuple)) or len(node) != 2:
+                    raise field_error(where, nname, f"expected two [input, op] pairs, got {node!r}")
+                inputs = []
+                for j, edge in enumerate(node):
+                    ename = f"{nname}[{j}]"
+                    if not isinstance(edge, (list, tuple)) or len(edge) != 2:
+                        raise field_error(where, ename, f"expected [input, op], got {edge!r}")
+                    src, op = edge
+                    if isinstance(src, bool) or not isinstance(src, int) or not 0 <= src < 2 + i:
+                        raise field_error(where, ename, f"node {i}: input {src!r} is not one of "
+                                                        f"0..{1 + i} (s0, s1, earlier nodes)")
+                    if op not in HINAS or op == NONE:
+                        known = ", ".join(n for n in HINAS.names if n != NONE)
+                        raise field_error(where, ename, f"unknown op {op!r}; known: {known}")
+                    inputs.append(src)
+                if inputs[0] == inputs[1]:
+                    raise field_error(where, nname, f"node {i}: the two inputs must differ, got {inputs}")
+        if not isinstance(path, (list, tuple)) or len(path) != len(cells):
+            raise field_error(where, "genotype.path",
+                              f"expected {len(cells)} levels (one per cell), got {path!r}")
+        prev = 0
+        for l, t in enumerate(path):
+            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < reachable(l):
+                raise field_error(where, f"genotype.path[{l}]",
+                                  f"level {t!r} is not one of 0..{reachable(l) - 1}")
+            if abs(t - prev) > 1:
+                raise field_error(where, f"genotype.path[{l}]",
+                                  f"level {t} is more than one step from the previous level {prev}")
+            prev = t
+
+    def format(self, payload: Mapping[str, Any]) -> str:
+        cells = "/".join(";".join(",".join(f"{src}>{op}" for src, op in node) for node in cell)
+                         for cell in payload["cells"])
+        return f"{cells}|{','.join(str(t) for t in payload['path'])}"
+
+    _EDGE = re.compile(r"^(\d+)>([a-z0-9_]+)$")
+
+    def parse(self, text: str, where: str) -> dict:
+        cells_text, sep, path_text = text.partition("|")
+        if not sep:
+            raise field_error(where, "genotype", f"{text!r} is not '<cells>|<path>'")
+        cells = []
+        for cell_text in cells_text.split("/"):
+            cell = []
+            for node_text in cell_text.split(";"):
+                node = []
+                for edge in node_text.split(","):
+                    m = self._EDGE.match(edge)
+                    if not m:
+                        raise field_error(where, "genotype.cells",
+                                          f"{edge!r} is not '<input>><op>' (e.g. 1>conv_3x3)")
+                    node.append([int(m.group(1)), m.group(2)])
+                cell.append(node)
+            cells.append(cell)
+        try:
+            path = [int(t) for t in path_text.split(",")]
+        except ValueError:
+            raise field_error(where, "genotype.path", f"{path_text!r} is not a list of levels") from None
+        return {"cells": cells, "path": path}
+
+
+def hinas_genotype(cells: Sequence, path: Sequence[int]) -> Genotype:
+    return Genotype("hinas", {"cells": [[[list(e) for e in node] for node in cell] for cell in cells],
+                              "path": list(path)})
+
+
+# ----------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------
+
+class Preprocess(nn.Sequential):
+    """f of Eq. (5): LeakyReLU(0.2) -> 1x1 conv (no bias) -> BatchNorm, to the cell width."""
+
+    def __init__(self, C_in: int, C_out: int, affine: bool = True):
+        super().__init__(nn.LeakyReLU(HINAS_SLOPE, inplace=False),
+                         nn.Conv2d(C_in, C_out, 1, bias=False), nn.BatchNorm2d(C_out, affine=affine))
+
+
+class SearchCell(nn.Module):
+    """Supercell: every edge a MixedOp; ``forward(s0, s1, weights)`` with weights (edges, 7)."""
+
+    def __init__(self, C: int, nodes: int):
+        super().__init__()
+        self.nodes = nodes
+        self.edges = nn.ModuleList(MixedOp(HINAS, C) for _ in range(num_edges(nodes)))
+
+    def forward(self, s0, s1, weights):
+        states, e = [s0, s1], 0
+        for _ in range(self.nodes):
+            out = None
+            for h in states:
+                y = self.edges[e](h, weights[e])
+                out = y if out is None else out + y
+                e += 1
+            states.append(out)
+        return torch.cat(states[2:], dim=1)
+
+
+class Cell(nn.Module):
+    """Derived cell: node i = sum of its two chosen ops on its two chosen inputs."""
+
+    def __init__(self, C: int, cell: Sequence):
+        super().__init__()
+        self.inputs = [[src for src, _ in node] for node in cell]
+        self.ops = nn.ModuleList(nn.ModuleList(HINAS.build(op, C) for _, op in node) for node in cell)
+
+    def forward(self, s0, s1):
+        states = [s0, s1]
+        for inputs, ops in zip(self.inputs, self.ops):
+            states.append(sum(op(states[j]) for j, op in zip(inputs, ops)))
+        return torch.cat(states[2:], dim=1)
+
+
+class Stem(nn.Sequential):
+    """Start part: input layer and two convolutions (Figure 2)."""
+
+    def __init__(self, in_channels: int, width: int):
+        super().__init__(nn.Conv2d(in_channels, width, 3, padding=1),
+                         nn.LeakyReLU(HINAS_SLOPE, inplace=False),
+                         nn.Conv2d(width, width, 3, padding=1))
+
+
+class Decoder(nn.Module):
+    """End part: features -> 3 s^2 channels -> pixel shuffle (see the module docstring)."""
+
+    def __init__(self, C_in: int, width: int, scale: int, out_channels: int, kind: str):
+        super().__init__()
+        if kind not in DECODERS:
+            raise SrnasError(f"decoder: unknown {kind!r}; known: {', '.join(DECODERS)}")
+        self.kind = kind
+        out = out_channels * scale * scale
+        if kind == "paper":
+            self.body = nn.Sequential(nn.Conv2d(C_in, width, 3, padding=1),
+                                      nn.LeakyReLU(HINAS_SLOPE, inplace=False),
+                                      nn.Conv2d(width, out, 3, padding=1))
+        else:
+            self.branches = nn.ModuleList(
+                [nn.Conv2d(C_in, width, 1)] +
+                [nn.Conv2d(C_in, width, 3, padding=d, dilation=d) for d in (1, 2, 3)])
+            self.body = nn.Sequential(nn.LeakyReLU(HINAS_SLOPE, inplace=False),
+                                      nn.Conv2d(4 * width, width, 1),
+                                      nn.LeakyReLU(HINAS_SLOPE, inplace=False),
+                                      nn.Conv2d(width, out, 3, padding=1))
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def forward(self, x):
+        if self.kind == "released":
+            x = torch.cat([b(x) for b in self.branches], dim=1)
+        return self.shuffle(self.body(x))
+
+
+def _check(scale: int, width: int, decoder: str) -> None:
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise SrnasError(f"scale: expected a positive integer, got {scale!r}")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 2:
+        raise SrnasError(f"width: expected an integer >= 2, got {width!r}")
+    if decoder not in DECODERS:
+        raise SrnasError(f"decoder: unknown {decoder!r}; known: {', '.join(DECODERS)}")
+
+
+class _Framework(nn.Module):
+    """Residual framework shared by derived net and supernet (Figure 4b)."""
+
+    def _finish(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        out = self.decoder(feat)
+        if self.residual:
+            out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return out * PEAK
+
+
+# ----------------------------------------------------------------------------------------
+# Derived network
+# ----------------------------------------------------------------------------------------
+
+class HiNASNet(_Framework):
+    """The retrainable network of a HiNAS genotype: basic width 16 in retraining (FACTS.md
+    §3); one cell per layer at the decoded level of ``genotype.path``."""
+
+    def __init__(self, genotype: Genotype, scale: int, width: int = 16, residual: bool = True,
+                 decoder: str = "paper", in_channels: int = 3, nf: int | None = None):
+        super().__init__()
+        width = width if nf is None else nf
+        if not isinstance(genotype, Genotype) or genotype.space != "hinas":
+            raise SrnasError(f"HiNASNet needs a 'hinas' genotype, got {genotype!r}")
+        _check(scale, width, decoder)
+        self.genotype, self.scale, self.width = genotype, scale, width
+        self.residual = bool(residual)
+        cells, path = genotype.payload["cells"], genotype.payload["path"]
+        nodes = len(cells[0])
+        self.stem = Stem(in_channels, width)
+        outs = [width, width]          # channels of h_{l-2}, h_{l-1} (the stem for both at l = 0)
+        self.pre0, self.pre1, self.cells = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for cell, level in zip(cells, path):
+            C = level_width(width, level)
+            self.pre0.append(Preprocess(outs[-2], C))
+            self.pre1.append(Preprocess(outs[-1], C))
+            self.cells.append(Cell(C, cell))
+            outs.append(nodes * C)
+        self.decoder = Decoder(outs[-1], width, scale, in_channels, decoder)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x / PEAK
+        stem = self.stem(x)
+        h = [stem, stem]
+        for pre0, pre1, cell in zip(self.pre0, self.pre1, self.cells):
+            h.append(cell(pre0(h[-2]), pre1(h[-1])))
+        return self._finish(x, h[-1])
+
+
+# ----------------------------------------------------------------------------------------
+# Supernet
+# ----------------------------------------------------------------------------------------
+
+class HiNASSupernet(_Framework, SearchSpace):
+    """The HiNAS supernet (Figure 2; Eq. 2-6); see the module docstring.
+
+    Architecture parameters: ``alpha`` (layers, edges, 7), or (1, edges, 7) when
+    ``lwas=False``; ``beta`` (layers, 3 source levels, 3 moves), masked by
+    :func:`transition_mask`. Both start at 1e-3 * N(0, 1) (DARTS).
+    """
+
+    def __init__(self, scale: int = 4, width: int = 8, layers: int = 2, nodes: int = 3,
+                 lwas: bool = True, cell_sharing: bool = True, residual: bool = True,
+                 decoder: str = "paper", in_channels: int = 3, init_std: float = 1e-3,
+                 nf: int | None = None):
+        super().__init__()
+        width = width if nf is None else nf
+        _check(scale, width, decoder)
+        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+            raise SrnasError(f"layers: expected a positive integer, got {layers!r}")
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 2:
+            raise SrnasError(f"nodes: expected an integer >= 2, got {nodes!r}")
+        self.scale, self.width, self.layers, self.nodes = scale, width, layers, nodes
+        self.lwas, self.cell_sharing, self.residual = bool(lwas), bool(cell_sharing), bool(residual)
+        self.register_buffer("mask", transition_mask(layers), persistent=False)
+        self.stem = Stem(in_channels, width)
+        N = nodes
+
+        def out_ch(l: int, t: int) -> int:     # channels of h_l^t (stem for l < 0)
+            return width if l < 0 else N * level_width(width, t)
+
+        def s0_level(l: int, t: int) -> int:
+            return min(t, reachable(l - 2) - 1)
+
+        self.pre0, self.pre1, self.cells = nn.ModuleDict(), nn.ModuleDict(), nn.ModuleDict()
+        for l in range(layers):
+            for t in range(reachable(l)):
+                C = level_width(width, t)
+                self.pre0[f"{l}_{t}"] = Preprocess(out_ch(l - 2, s0_level(l, t)), C)
+                for k in self._sources(l, t):
+                    self.pre1[f"{l}_{t}_{k}"] = Preprocess(out_ch(l - 1, k), C)
+                    if not self.cell_sharing:
+                        self.cells[f"{l}_{t}_{k}"] = SearchCell(C, N)
+                if self.cell_sharing:
+                    self.cells[f"{l}_{t}"] = SearchCell(C, N)
+        self._s0_level = s0_level
+        last = sum(out_ch(layers - 1, t) for t in range(reachable(layers - 1)))
+        self.decoder = Decoder(last, width, scale, in_channels, decoder)
+        self.register_arch_parameter(
+            "alpha", init_std * torch.randn(layers if self.lwas else 1, num_edges(nodes), len(HINAS)))
+        self.register_arch_parameter("beta", init_std * torch.randn(layers, LEVELS, len(MOVES)))
+
+    def _sources(self, l: int, t: int) -> list[int]:
+        return [k for k in range(reachable(l - 1))
+                if 0 <= t - k + 1 < len(MOVES) and bool(self.mask[l, k, t - k + 1])]
+
+    def cell_count(self) -> int:
+        return len(self.cells)
+
+    def op_weights(self) -> torch.Tensor:
+        """softmax(alpha) per edge: (layers, edges, 7), columns in ``HINAS.names`` order
+        (the tied alpha is repeated for every layer)."""
+        w = F.softmax(self.alpha, dim=-1)
+        return w.expand(self.layers, -1, -1) if not self.lwas else w
+
+    def beta_weights(self) -> torch.Tensor:
+        """(layers, 3, 3): per source level, the softmax over its valid moves (0 elsewhere)."""
+        logits = self.beta.masked_fill(~self.mask, -math.inf)
+        w = F.softmax(logits, dim=-1)
+        return torch.nan_to_num(w, nan=0.0)   # rows with no valid move (unreachable sources)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x / PEAK
+        alphas, betas = self.op_weights(), self.beta_weights()
+        stem = self.stem(x)
+        hist: list[list[torch.Tensor]] = [[stem], [stem]]     # h_{l-2}, h_{l-1} per level
+        for l in range(self.layers):
+            prev2, prev1, outs = hist[-2], hist[-1], []
+            for t in range(reachable(l)):
+                s0 = self.pre0[f"{l}_{t}"](prev2[min(self._s0_level(l, t), len(prev2) - 1)])
+                if self.cell_sharing:    # Eq. (5): one cell on the beta-weighted sum
+                    s1 = sum(betas[l, k, t - k + 1] * self.pre1[f"{l}_{t}_{k}"](prev1[k])
+                             for k in self._sources(l, t))
+                    outs.append(self.cells[f"{l}_{t}"](s0, s1, alphas[l]))
+                else:                    # Eq. (6): one cell per incoming path
+                    outs.append(sum(betas[l, k, t - k + 1] * self.cells[f"{l}_{t}_{k}"](
+                        s0, self.pre1[f"{l}_{t}_{k}"](prev1[k]), alphas[l])
+                        for k in self._sources(l, t)))
+            hist.append(outs)
+        return self._finish(x, torch.cat(hist[-1], dim=1))
+
+    def derive(self) -> Genotype:
+        """Per layer: for each node the two inputs with the largest best non-none weight,
+        each with that op (DARTS; ties to the earlier input / op); the width path by
+        Viterbi over the betas."""
+        none = HINAS.index(NONE)
+        keep = [i for i in range(len(HINAS)) if i != none]
+        with torch.no_grad():
+            alphas = self.op_weights()
+            cells = []
+            for l in range(self.layers):
+                w = alphas[l][:, keep]
+                cell, e = [], 0
+                for i in range(self.nodes):
+                    n_in = 2 + i
+                    rows = w[e:e + n_in]
+                    best = rows.max(dim=1).values
+                    chosen = sorted(top_k(best, 2))
+                    cell.append([[j, HINAS.names[keep[top_k(rows[j], 1)[0]]]] for j in chosen])
+                    e += n_in
+                cells.append(cell)
+            path = viterbi(self.beta_weights(), self.mask)
+        return hinas_genotype(cells, path)

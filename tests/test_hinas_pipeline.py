@@ -1,0 +1,140 @@
+"""HiNAS's stages as a user runs them: split, search (killed and resumed), derive, retrain,
+evaluate, complexity, the memory measurement and the tables, at tiny sizes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srnas.io import read_json
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+Q = "hinas.budgets.quick"
+TINY = [  # tiny supernet and budget so a search takes seconds
+    "data.source=local", "data.min_size=48", "hinas.search.width=4", "hinas.retrain.width=4",
+    "hinas.scales=[2]", f"{Q}.search.steps=12", f"{Q}.search.warmup_steps=3",
+    f"{Q}.search.eval_from=6", f"{Q}.search.eval_every=3", f"{Q}.search.batch_size=2",
+    f"{Q}.search.patch_hr=32", f"{Q}.search.eval_crop_hr=0", f"{Q}.search.checkpoint_every=3",
+    f"{Q}.retrain.steps=8", f"{Q}.retrain.batch_size=2", f"{Q}.retrain.patch_hr=[32,48,64]",
+    f"{Q}.retrain.checkpoint_every=4", "hinas.measure.layers=[2]", "hinas.measure.patch_hr=32",
+    "hinas.measure.batch_size=1", "hinas.measure.repeats=1",
+]
+ENV = {**os.environ, "SRNAS_MLFLOW": "0", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def _cmd(module: str, *args: str, extra=()) -> list[str]:
+    sets = [w for kv in (*TINY, *extra) for w in ("--set", kv)]
+    return [sys.executable, "-m", module, "--params", str(ROOT / "params.yaml"), *sets, *args]
+
+
+def _run(cmd, cwd):
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _run_killed(cmd, cwd, ckpt_dir: Path):
+    """Start ``cmd``, SIGKILL it as soon as its first checkpoint exists, return when dead."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any(ckpt_dir.glob("step_*.pt")):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    from PIL import Image
+
+    work = tmp_path_factory.mktemp("hinas")
+    photos = work / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):  # smooth random images (real photos are not needed to test mechanics)
+        base = rng.integers(0, 256, (9, 9, 3)).astype(np.uint8)
+        Image.fromarray(base).resize((72, 64), Image.BICUBIC).save(photos / f"img{i}.png")
+    local = [f"data.local.train_hr={photos}"]
+    _run(_cmd("pipeline.prepare_data", "--out", "data/hr", "--no-progress", extra=local), work)
+    _run(_cmd("pipeline.make_lr", "--hr", "data/hr", "--out", "data/lr", "--no-progress"), work)
+    _run(_cmd("pipeline.split", "--paper", "hinas", "--hr", "data/hr", "--out", "split.json", extra=local), work)
+    return work
+
+
+def _search(name, out):
+    return _cmd("pipeline.search", "--paper", "hinas", "--variant", "hinas", "--seed", "0",
+                "--hr", "data/hr", "--lr", "data/lr", "--split", "split.json",
+                "--checkpoints", f"ckpt/{name}", "--out", out)
+
+
+def test_split_has_the_three_hinas_parts(workdir):
+    parts = read_json(workdir / "split.json")["parts"]
+    assert {"train_w", "train_a", "valid"} <= set(parts)
+
+
+def test_search_resumed_equals_uninterrupted_then_retrain_evaluate_and_tables(workdir):
+    straight = "results/hinas/search/hinas_s0"
+    _run(_search("straight", straight), workdir)
+    _run_killed(_search("resumed", "search_resumed"), workdir, workdir / "ckpt/resumed")
+    assert not (workdir / "search_resumed").exists()  # no half-written output
+    _run(_search("resumed", "search_resumed"), workdir)
+    a = read_json(workdir / straight / "result.json")
+    b = read_json(workdir / "search_resumed/result.json")
+    for key in ("alpha", "beta", "genotype", "final_genotype", "best_step", "best_score", "chosen"):
+        assert a[key] == b[key], key
+    assert a["chosen"] == "best" and a["best_step"] in (6, 9, 12)
+    sa = torch.load(workdir / straight / "supernet.pt", weights_only=True)
+    sb = torch.load(workdir / "search_resumed/supernet.pt", weights_only=True)
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    history = read_json(workdir / straight / "history.json")
+    assert [h["step"] for h in history if h["kind"] == "eval"] == [6, 9, 12]
+
+    genotype = "results/hinas/genotypes/hinas_s0.json"
+    _run(_cmd("pipeline.derive", "--paper", "hinas", "--search", straight, "--out", genotype), workdir)
+    assert read_json(workdir / genotype) == a["genotype"]
+
+    model = "results/hinas/models/hinas_s0_x2.pt"
+    _run(_cmd("pipeline.retrain", "--paper", "hinas", "--variant", "hinas", "--seed", "0",
+              "--genotype", genotype, "--scale", "2", "--hr", "data/hr", "--lr", "data/lr",
+              "--split", "split.json", "--checkpoints", "ckpt/r", "--out", model), workdir)
+    blob = torch.load(workdir / model, weights_only=True)
+    assert blob["kwargs"] == {"width": 4, "residual": True, "decoder": "paper"} and blob["scale"] == 2
+
+    bench = workdir / "bench/Tiny/HR"
+    bench.mkdir(parents=True)
+    (workdir / "data/hr/train").joinpath("local_img0.png").rename(bench / "img0.png")
+    _run(_cmd("pipeline.evaluate", "--model", "trained", "--weights", model, "--scale", "2",
+              "--benchmark-root", "bench", "--out", "results/hinas/eval/hinas_s0_x2.json"), workdir)
+    result = read_json(workdir / "results/hinas/eval/hinas_s0_x2.json")
+    assert result["Tiny"]["n"] == 1 and 5 < result["Tiny"]["psnr"] < 60
+    _run(_cmd("pipeline.complexity", "--arch", genotype, "--scale", "2",
+              "--out", "results/hinas/complexity/hinas_s0_x2.json"), workdir)
+
+    _run(_cmd("pipeline.measure", "--paper", "hinas", "--measurement", "search_memory",
+              "--out", "results/hinas/search_memory.json"), workdir)
+    mem = read_json(workdir / "results/hinas/search_memory.json")
+    assert mem["ratios"]["2"]["saved_activations"] > 1.0
+    assert [c["cells"] for c in mem["configs"]] == [5, 7]
+
+    for table in ("search_cost", "table12", "table9", "table2"):
+        _run(_cmd("pipeline.render_table", "--table", f"hinas/{table}",
+                  "--out", f"results/hinas/{table}.md"), workdir)
+    cost = (workdir / "results/hinas/search_cost.md").read_text()
+    assert "12.6" in cost and "Eq. 6" in cost and "x |" in cost
+    t12 = (workdir / "results/hinas/table12.md").read_text()
+    assert "HiNAS, searched by srnas (seed 0)" in t12 and "BGR" in t12 and "| Tiny |" in t12
+    t2 = (workdir / "results/hinas/table2.md").read_text()
+    assert "31.72 ± 0.0404" in t2 and "BGR" in t2

@@ -1,0 +1,269 @@
+"""profiles/slurm against a real SLURM: a one-node cluster on localhost.
+
+The module fixture installs Debian's slurmctld, slurmd, slurm-client and munge when they
+are missing, starts the cluster with scripts/slurm_local.sh and stops it by PID afterwards.
+It skips, saying why, when it is not root or the packages cannot be installed.
+
+- The real DAG to results/table2.md runs through the command block that the README's
+  "Clusters" section shows. Every rule must run as one COMPLETED SLURM job that asked for the
+  rule's CPUs, memory and time limit, and the table must be byte-identical to a local run's.
+- A tiny workflow checks failure handling. One job fails and one is cancelled with scancel;
+  both must be reported with their rule name and log paths. A rerun must resume.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "slurm_local.sh"
+PROFILES = ["--profile", str(ROOT / "profiles" / "slurm"),
+            "--profile", str(ROOT / "profiles" / "slurm" / "localhost")]
+DAG_TIMEOUT_S = 3600  # the real DAG's runtime is set by the quick budget, not by this test
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+def readme_cluster_commands() -> list[list[str]]:
+    """The commands of the block that the README's cluster section marks as run by this test."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("<!-- cluster:start -->"):text.index("<!-- cluster:end -->")]
+    after = section.split("<!-- tests/test_slurm.py runs the commands of the next block verbatim -->", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", after, re.DOTALL).group(1)
+    lines = block.replace("\\\n", " ").splitlines()
+    return [shlex.split(line, comments=True) for line in lines if line.split("#", 1)[0].strip()]
+
+
+def copy_project(dest: Path) -> Path:
+    """The project's files as git sees them (tracked or not ignored) plus .dvc/."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for rel in filter(None, listed.split("\0")):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    shutil.copytree(ROOT / ".dvc", dest / ".dvc", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
+    return dest
+
+
+def _script(action: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), action], capture_output=True, text=True,
+                          env=env, timeout=900, check=False)
+
+
+def _env() -> dict:
+    return dict(os.environ, SRNAS_MLFLOW="0")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: installs Debian's SLURM packages and starts slurmctld/slurmd/munged")
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        pytest.skip("snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')")
+    if not shutil.which("dpkg-query"):
+        pytest.skip("not a Debian/Ubuntu system: scripts/slurm_local.sh installs SLURM with apt-get")
+    install = _script("install")
+    if install.returncode in (3, 4):
+        pytest.skip(f"cannot install SLURM: {install.stderr.strip() or install.stdout.strip()}")
+    assert install.returncode == 0, install.stdout + install.stderr
+    # Not under pytest's tmp folder: munged runs as the munge user, who cannot enter it.
+    state = Path(tempfile.mkdtemp(prefix="srnas-slurm-"))
+    env = dict(os.environ, SRNAS_SLURM_STATE=str(state))
+    start = _script("start", env)
+    try:
+        assert start.returncode == 0, start.stdout + start.stderr + _logs(state)
+        yield state
+    finally:
+        stop = _script("stop", env)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        for daemon in ("munged", "slurmctld", "slurmd"):
+            assert not (state / f"{daemon}.pid").exists(), f"{daemon} was not stopped"
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _logs(state: Path) -> str:
+    out = []
+    for name in ("slurmctld.log", "slurmd.log", "munge/munged.log"):
+        path = state / name
+        if path.exists():
+            out.append(f"--- {name}\n" + path.read_text()[-3000:])
+    return "\n".join(out)
+
+
+def jobcomp(state: Path) -> dict[str, dict[str, str]]:
+    """SLURM's job completion log (jobcomp/filetxt): job id -> its fields."""
+    path = state / "jobcomp.txt"
+    records = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        records[fields["JobId"]] = fields
+    return records
+
+
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+
+
+def submitted_jobs(output: str) -> dict[str, str]:
+    """SLURM job id -> rule name, from Snakemake's submission messages."""
+    jobs = {}
+    for jobid, log in SUBMITTED.findall(output):
+        rule = re.search(r"/rule_([^/]+)/", log).group(1)
+        jobs[jobid] = rule
+    return jobs
+
+
+def test_the_dag_runs_as_slurm_jobs_and_matches_a_local_run(cluster, tmp_path):
+    from srnas.dag import all_stages
+    from srnas.params import load_params
+
+    commands = readme_cluster_commands()
+    assert commands and all(c[0] == "snakemake" for c in commands), commands
+    on_slurm = copy_project(tmp_path / "slurm")
+    local = copy_project(tmp_path / "local")
+
+    # The local run goes alongside the first SLURM command, which spends much of its time
+    # waiting between status polls; further commands (none today) would follow in order.
+    log = (tmp_path / "slurm.out").open("w+")
+    first = subprocess.Popen(commands[0], cwd=on_slurm, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        local_run = subprocess.run(["snakemake", "--cores", "all", "results/table2.md"],
+                                   cwd=local, env=_env(), capture_output=True, text=True,
+                                   timeout=DAG_TIMEOUT_S, check=False)
+        codes = [first.wait(timeout=DAG_TIMEOUT_S)]
+        for cmd in commands[1:]:
+            codes.append(subprocess.run(cmd, cwd=on_slurm, env=_env(), stdout=log,
+                                        stderr=subprocess.STDOUT, timeout=DAG_TIMEOUT_S,
+                                        check=False).returncode)
+    finally:
+        if first.poll() is None:
+            first.terminate()
+    log.seek(0)
+    output = log.read()
+    assert local_run.returncode == 0, local_run.stdout[-5000:] + local_run.stderr[-5000:]
+    assert codes == [0] * len(commands), output[-8000:] + _logs(cluster)
+
+    # the table: what a local run writes, byte for byte
+    table = (on_slurm / "results" / "table2.md").read_bytes()
+    assert table == (local / "results" / "table2.md").read_bytes()
+
+    # every rule of the DAG ran as exactly one SLURM job of this run, and finished
+    local_out = local_run.stdout + local_run.stderr
+    local_rules = set(re.findall(r"^(?:local)?rule (\w+):$", local_out, re.MULTILINE))
+    jobs = submitted_jobs(output)
+    assert sorted(jobs.values()) == sorted(local_rules), output[-5000:]
+    records = jobcomp(cluster)
+    stages = {s.name: s for s in all_stages(load_params(on_slurm / "params.yaml"))}
+    for jobid, rule in jobs.items():
+        record = records.get(jobid)
+        assert record is not None, f"SLURM has no record of job {jobid} ({rule})"
+        assert record["JobState"] == "COMPLETED", record
+        assert Path(record["WorkDir"]).resolve() == on_slurm.resolve(), record
+        assert (on_slurm / ".snakemake" / "slurm_logs" / f"rule_{rule}" / f"{jobid}.log").is_file()
+        # the rule's declared resources became the job's request
+        stage = stages[rule]
+        assert record["ProcCnt"] == str(stage.threads), (rule, record)
+        assert f"mem={stage.mem_mb}M" in record["Tres"], (rule, record)
+        assert record["TimeLimit"] == str(stage.runtime), (rule, record)
+        assert "gres/gpu" not in record["Tres"], (rule, record)  # gpu: 0 asks for none
+
+
+FAILING_WORKFLOW = """\
+localrules: all
+
+rule all:
+    input: "b.txt", "slow.txt"
+
+rule a:
+    output: "a.txt"
+    log: "logs/a.log"
+    resources: mem_mb=100, runtime=5
+    shell: "echo a > {output} 2> {log}"
+
+rule b:
+    input: "a.txt"
+    output: "b.txt"
+    log: "logs/b.log"
+    resources: mem_mb=100, runtime=5
+    shell: "(test -e fix_b || {{ echo 'b: deliberate failure' >&2; exit 3; }}; cp {input} {output}) 2> {log}"
+
+rule slow:
+    input: "a.txt"
+    output: "slow.txt"
+    log: "logs/slow.log"
+    resources: mem_mb=100, runtime=5
+    shell: "(test -e fix_slow || sleep 600; cp {input} {output}) 2> {log}"
+"""
+
+
+def _squeue(work: Path) -> dict[str, tuple[str, str]]:
+    """Job id -> (state, comment) of this workflow's jobs (squeue keeps finished ones)."""
+    out = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%T|%k|%Z"],
+                         capture_output=True, text=True, timeout=30, check=False).stdout
+    jobs = {}
+    for line in out.splitlines():
+        jobid, state, comment, workdir = line.split("|", 3)
+        if Path(workdir).resolve() == work.resolve():
+            jobs[jobid] = (state, comment)
+    return jobs
+
+
+def test_failed_and_cancelled_jobs_are_reported_and_a_rerun_resumes(cluster, tmp_path):
+    work = tmp_path / "wf"
+    work.mkdir()
+    (work / "Snakefile").write_text(FAILING_WORKFLOW)
+    cmd = ["snakemake", *PROFILES]
+    first = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        # cancel rule slow's job once it runs (it would sleep for 10 minutes)
+        deadline = time.monotonic() + 300
+        slow = None
+        while slow is None:
+            assert time.monotonic() < deadline, "rule slow never started running"
+            assert first.poll() is None, first.communicate()[0]
+            slow = next((j for j, (state, comment) in _squeue(work).items()
+                         if comment == "rule_slow" and state == "RUNNING"), None)
+            time.sleep(1)
+        subprocess.run(["scancel", slow], check=True, timeout=30)
+        output, _ = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode != 0, output
+
+    # both failures are reported with the rule, the SLURM state, the rule's log and SLURM's log
+    jobs = {rule: jobid for jobid, rule in submitted_jobs(output).items()}
+    for rule, state in (("b", "FAILED"), ("slow", "CANCELLED")):
+        report = output[output.index(f"Error in rule {rule}:"):]
+        report = report[:report.index("external_jobid")]
+        assert f"SLURM status is: '{state}'" in report, report
+        slurm_log = f".snakemake/slurm_logs/rule_{rule}/{jobs[rule]}.log"
+        assert re.search(rf"log: logs/{rule}\.log, \S*{re.escape(slurm_log)}", report), report
+        assert (work / slurm_log).is_file()
+    assert "b: deliberate failure" in (work / "logs" / "b.log").read_text()
+    assert not (work / "b.txt").exists() and not (work / "slow.txt").exists()
+
+    # fix both causes and rerun: only b and slow run again, a is not redone
+    (work / "fix_b").touch()
+    (work / "fix_slow").touch()
+    second = subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert second.returncode == 0, second.stdout + second.stderr
+    rerun = submitted_jobs(second.stdout + second.stderr)
+    assert sorted(rerun.values()) == ["b", "slow"]
+    assert (work / "b.txt").read_text() == "a\n" and (work / "slow.txt").read_text() == "a\n"
+    states = _squeue(work)
+    assert all(states[j][0] == "COMPLETED" for j in rerun), states
