@@ -13,24 +13,14 @@ import shlex
 import yaml
 
 from srnas.dag import all_stages
-from srnas.params import load_params
+from srnas.params import flatten, load_params
 
 configfile: "params.yaml"
 
 
-def _flatten(tree, prefix=""):
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 with open("params.yaml") as fh:
-    _FILE = _flatten(yaml.safe_load(fh) or {})
-_CONFIG = _flatten(config)
+    _FILE = flatten(yaml.safe_load(fh) or {})
+_CONFIG = flatten(config)
 OVERRIDES = {k: v for k, v in _CONFIG.items() if k not in _FILE or _FILE[k] != v}
 PARAMS = load_params("params.yaml", [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}" for k, v in OVERRIDES.items()])
 

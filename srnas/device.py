@@ -24,3 +24,12 @@ def speed_switches(params, device: torch.device) -> dict[str, bool]:
     if device.type != "cuda":
         return {"amp": False, "channels_last": False}
     return {"amp": bool(params.get("cuda.amp")), "channels_last": bool(params.get("cuda.channels_last"))}
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable name of the device, for search-cost tables."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

@@ -236,6 +236,17 @@ def load_params(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     return Params(_validate(tree, schema, ""), source)
 
 
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (dotted keys, as overrides and MLflow use)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def defaults_tree(schema: Any = None) -> dict[str, Any]:
     """The schema's defaults as a params tree (keys without defaults are left out)."""
     schema = full_schema() if schema is None else schema

@@ -186,3 +186,18 @@ def read_split(path: str | Path) -> dict:
     if not isinstance(data, dict) or "parts" not in data:
         raise SrnasError(f"{path}: not a split manifest (no 'parts')")
     return data
+
+
+def split_files(hr_dir: Path, split: dict, part: str) -> list[Path]:
+    """The HR files of one part of a split manifest (found under train/ or valid/)."""
+    if part not in split["parts"]:
+        raise SrnasError(f"split has no part {part!r} (parts: {', '.join(split['parts'])})")
+    out = []
+    for name in split["parts"][part]["files"]:
+        for folder in ("train", "valid"):
+            if (hr_dir / folder / name).is_file():
+                out.append(hr_dir / folder / name)
+                break
+        else:
+            raise SrnasError(f"{name} (split part {part!r}) is not under {hr_dir}/train or valid")
+    return out

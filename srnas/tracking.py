@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from srnas.params import Params
+from srnas.params import Params, flatten
 
 EXPERIMENT_PREFIX = "srnas-"
 
@@ -136,7 +136,7 @@ class _Run(_NullRun):
             self.log_metric(key, value, step)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        for key, value in _flatten(params).items():
+        for key, value in flatten(params).items():
             self._client.log_param(self.run_id, key, str(value)[:6000])
 
     def log_artifact(self, path: str | os.PathLike) -> None:
@@ -154,17 +154,6 @@ class _Run(_NullRun):
 
     def set_tag(self, key: str, value: Any) -> None:
         self._client.set_tag(self.run_id, key, str(value))
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
 
 
 def _experiment_id(client: Any, name: str) -> str:

@@ -37,9 +37,10 @@ from srnas.genotype import Genotype, packaged
 from srnas.io import atomic_write_json, read_json
 from srnas.papers import PAPERS
 from srnas.papers.dlsr_tables import TABLE2, TABLE3, TABLE4_GPU_DAYS, TABLE5, TABLE6, TABLE7
-from srnas.params import Field, list_of, non_negative, positive, register_block
+from srnas.device import device_name
+from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
 from srnas.data.splits import validate_split
-from srnas.recipe import Recipe, RetrainJob
+from srnas.recipe import Recipe, RetrainJob, split_files
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec
 from srnas.weights import WEIGHTS
 from srnas.zoo import ARCHS, MODELS, ArchEntry, ModelEntry
@@ -187,8 +188,8 @@ class DLSRRecipe(Recipe):
         device = pick_device(params.get("device"))
         hr_dir, lr_dir = data
         scale = 2  # DLSR searches at x2 only (section 4.2)
-        train = PairedImages(_files(hr_dir, split, "train"), lr_dir / "train", scale)
-        valid = PairedImages(_files(hr_dir, split, "valid"), lr_dir / "train", scale)
+        train = PairedImages(split_files(hr_dir, split, "train"), lr_dir / "train", scale)
+        valid = PairedImages(split_files(hr_dir, split, "valid"), lr_dir / "train", scale)
         torch.manual_seed(seed)
         space = build_supernet("dlsr", scale, nf=hp["nf"], search_network=v.search_network)
 
@@ -210,8 +211,8 @@ class DLSRRecipe(Recipe):
             snapshot_steps=tuple(size["snapshot_steps"]), checkpoint_every=size["checkpoint_every"],
             **speed_switches(params, device))
         batches = dict(seed=seed, batch_size=size["batch_size"], patch_hr=size["patch_hr"], scale=scale)
-        run.log_params({"variant": variant, "seed": seed, "mu": mu, "gamma": gamma, **_flat(hp),
-                        **{f"budget.{k}": val for k, val in size.items()}, **_flat(opts)})
+        run.log_params({"variant": variant, "seed": seed, "mu": mu, "gamma": gamma, **flatten(hp),
+                        **{f"budget.{k}": val for k, val in size.items()}, **flatten(opts)})
         result = run_search(
             space, loss_fn,
             lambda step: sample_batch(train, step, **batches),
@@ -229,7 +230,7 @@ class DLSRRecipe(Recipe):
             "snapshots": {str(k): g.to_dict() for k, g in result.snapshots.items()},
             "alpha": space.alpha.detach().softmax(-1).tolist(),
             "search_seconds": result.seconds, "steps": config.steps,
-            "steps_per_second": result.steps_per_second, "device": _device_name(device),
+            "steps_per_second": result.steps_per_second, "device": device_name(device),
             "budget": params.get("budget")})
         atomic_write_json(out / "history.json", result.history)
         run.log_metrics({"search_seconds": result.seconds, "steps_per_second": result.steps_per_second})
@@ -267,7 +268,7 @@ class DLSRRecipe(Recipe):
         device = pick_device(params.get("device"))
         hr_dir, lr_dir = data
         # Retraining uses the whole training set (appendix A: "the whole DF2K dataset").
-        files = [f for part in split["parts"] for f in _files(hr_dir, split, part)]
+        files = [f for part in split["parts"] for f in split_files(hr_dir, split, part)]
         images = PairedImages(files, lr_dir / "train", scale)
         patch = size["patch_hr"][[2, 3, 4].index(scale)]
         torch.manual_seed(seed)
@@ -287,7 +288,7 @@ class DLSRRecipe(Recipe):
                              step_every=size["halve_every"], checkpoint_every=size["checkpoint_every"],
                              **speed_switches(params, device))
         run.log_params({"variant": variant, "seed": seed, "genotype": str(g), "mu": mu, "nf": nf,
-                        "patch_hr": patch, **_flat(hp), **{f"budget.{k}": v for k, v in size.items()}})
+                        "patch_hr": patch, **flatten(hp), **{f"budget.{k}": v for k, v in size.items()}})
         result = train(model, loss_fn,
                        lambda step: sample_batch(images, step, seed=seed, batch_size=size["batch_size"],
                                                  patch_hr=patch, scale=scale),
@@ -301,40 +302,8 @@ class DLSRRecipe(Recipe):
         save_model(out, result.model, g, scale, {"nf": nf},
                    meta={"paper": PAPER, "variant": variant, "seed": seed,
                          "budget": params.get("budget"), "seconds": result.seconds,
-                         "device": _device_name(device)})
+                         "device": device_name(device)})
         run.log_metrics({"train_seconds": result.seconds, "images_per_second": result.images_per_second})
-
-
-def _files(hr_dir: Path, split: dict, part: str) -> list[Path]:
-    if part not in split["parts"]:
-        raise SrnasError(f"split has no part {part!r} (parts: {', '.join(split['parts'])})")
-    out = []
-    for name in split["parts"][part]["files"]:
-        for folder in ("train", "valid"):
-            if (hr_dir / folder / name).is_file():
-                out.append(hr_dir / folder / name)
-                break
-        else:
-            raise SrnasError(f"{name} (split part {part!r}) is not under {hr_dir}/train or valid")
-    return out
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 RECIPE = DLSRRecipe()
