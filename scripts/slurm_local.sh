@@ -9,6 +9,11 @@
 #                                    start recorded, remove the slurm.conf start wrote
 #   scripts/slurm_local.sh status    daemons, node state, queue (exit 0 only when running)
 #
+# The node advertises $SRNAS_SLURM_GPUS placeholder GPUs (default: as many as CPUs) with no
+# device behind them, so that rules declaring gpu > 0 (searches, retraining) can be
+# scheduled here as on a GPU cluster: their jobs ask for --gpus=N and run on the CPU
+# (device: auto finds no CUDA). Set SRNAS_SLURM_GPUS=0 for a CPU-only node.
+#
 # Every subcommand is idempotent. PIDs, logs, spool and state, the munge socket and the job
 # completion log (jobcomp.txt: one line per finished job) live in $SRNAS_SLURM_STATE
 # (default /tmp/srnas-slurm).
@@ -86,6 +91,9 @@ write_conf() {
     if [[ -e $CONF ]] && ! grep -qF "$MARKER" "$CONF"; then
         die "$CONF exists and was not written by this script: refusing to overwrite a real cluster's configuration"
     fi
+    if [[ -e /etc/slurm/gres.conf ]] && ! grep -qF "$MARKER" /etc/slurm/gres.conf; then
+        die "/etc/slurm/gres.conf exists and was not written by this script: refusing to overwrite it"
+    fi
     local node memory cpus sockets cores threads
     # The node line as slurmd itself measures this machine (hostname, CPUs, topology,
     # memory): a node whose slurm.conf line promises more than that is drained.
@@ -97,7 +105,20 @@ write_conf() {
     sockets=$(sed -n 's/.*SocketsPerBoard=\([0-9]*\).*/\1/p' <<<"$node")
     cores=$(sed -n 's/.*CoresPerSocket=\([0-9]*\).*/\1/p' <<<"$node")
     threads=$(sed -n 's/.*ThreadsPerCore=\([0-9]*\).*/\1/p' <<<"$node")
+    local gpus=${SRNAS_SLURM_GPUS:-$cpus} gres=""
+    [[ $gpus =~ ^[0-9]+$ ]] || die "SRNAS_SLURM_GPUS must be a number, not '$gpus'"
     mkdir -p /etc/slurm
+    if ((gpus > 0)); then
+        gres=" Gres=gpu:$gpus"
+        # slurmd counts GPUs by their device files: empty placeholder files, one per GPU
+        mkdir -p "$STATE/gpus"
+        local i
+        for ((i = 0; i < gpus; i++)); do : >"$STATE/gpus/gpu$i"; done
+        printf '%s\nNodeName=%s Name=gpu File=%s\n' "$MARKER: placeholder GPUs, no devices." \
+            "$name" "$STATE/gpus/gpu[0-$((gpus - 1))]" >/etc/slurm/gres.conf
+    elif [[ -e /etc/slurm/gres.conf ]] && grep -qF "$MARKER" /etc/slurm/gres.conf; then
+        rm -f /etc/slurm/gres.conf
+    fi
     cat >"$CONF.tmp" <<EOF
 $MARKER: a one-node cluster on localhost for tests.
 # Stop it with scripts/slurm_local.sh stop (which removes this file).
@@ -113,12 +134,14 @@ MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
-# No accounting database (so no sacct: use --slurm-status-command squeue); finished jobs
-# stay visible to squeue for MinJobAge seconds and are appended to JobCompLoc.
+GresTypes=gpu
+# No accounting database (so no sacct: use --slurm-status-command squeue). Finished jobs stay
+# visible to squeue and scontrol for MinJobAge seconds (a day: the whole of a test run) and
+# are appended to JobCompLoc.
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$STATE/jobcomp.txt
-MinJobAge=600
+MinJobAge=86400
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
@@ -131,7 +154,7 @@ SlurmctldLogFile=$STATE/slurmctld.log
 SlurmdLogFile=$STATE/slurmd.log
 SlurmctldTimeout=30
 SlurmdTimeout=60
-NodeName=$name NodeAddr=127.0.0.1 CPUs=$cpus SocketsPerBoard=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads RealMemory=$memory State=UNKNOWN
+NodeName=$name NodeAddr=127.0.0.1 CPUs=$cpus SocketsPerBoard=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads RealMemory=$memory$gres State=UNKNOWN
 PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
     mv "$CONF.tmp" "$CONF"
@@ -176,6 +199,8 @@ cmd_start() {
         chmod 0400 /etc/munge/munge.key
     fi
     write_conf
+    # a start that fails half-way stops what it started
+    trap 'echo "slurm_local: start failed: stopping what was started" >&2; stop_daemons quiet' EXIT
 
     # munged as the munge user, with its socket, PID and log in the state dir.
     setpriv --reuid=munge --regid=munge --init-groups \
@@ -196,6 +221,7 @@ cmd_start() {
         sinfo -N -l >&2 || true
         die "the node did not become idle within 60 s (logs: $STATE/slurmctld.log, $STATE/slurmd.log)"
     fi
+    trap - EXIT
     say "running: node $(sinfo -h -N -o '%N %c CPUs %m MB'), partition $PARTITION (state in $STATE)"
     say "PIDs: munged $(pid_of munged), slurmctld $(pid_of slurmctld), slurmd $(pid_of slurmd)"
 }
@@ -235,9 +261,12 @@ cmd_stop() {
         fi
     fi
     stop_daemons
-    if [[ -e $CONF ]] && grep -qF "$MARKER" "$CONF"; then
-        rm -f "$CONF"
-    fi
+    local file
+    for file in "$CONF" /etc/slurm/gres.conf; do
+        if [[ -e $file ]] && grep -qF "$MARKER" "$file"; then
+            rm -f "$file"
+        fi
+    done
     say "stopped"
 }
 

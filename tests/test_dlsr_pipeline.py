@@ -119,3 +119,25 @@ def test_retrain_killed_and_resumed_equals_uninterrupted_and_evaluates(workdir):
               "--benchmark-root", "bench", "--out", "eval.json"), workdir)
     result = read_json(workdir / "eval.json")
     assert result["Tiny"]["n"] == 1 and 5 < result["Tiny"]["psnr"] < 60
+
+
+@pytest.mark.parametrize("variant, has_beta", [("dlsr-b", False), ("dlsr-l1", True)])
+def test_ablation_variants_are_params_switches(workdir, variant, has_beta):
+    cmd = _cmd("pipeline.search", "--paper", "dlsr", "--variant", variant, "--seed", "1",
+               "--hr", "data/hr", "--lr", "data/lr", "--split", "split.json",
+               "--checkpoints", f"ckpt/{variant}", "--out", f"search_{variant}",
+               extra=["dlsr.budgets.quick.search.steps=6", "dlsr.budgets.quick.search.snapshot_steps=[]"])
+    _run(cmd, workdir)
+    result = read_json(workdir / f"search_{variant}/result.json")
+    state = torch.load(workdir / f"search_{variant}/supernet.pt", weights_only=True)
+    assert ("beta" in state) == has_beta
+    wiring = result["genotype"]["genotype"]["wiring"]
+    assert (wiring == "chain") == (not has_beta)
+
+
+def test_unknown_variant_is_a_clear_error(workdir):
+    cmd = _cmd("pipeline.search", "--paper", "dlsr", "--variant", "dlsr-x", "--seed", "0", "--hr", "data/hr",
+               "--lr", "data/lr", "--split", "split.json", "--checkpoints", "ckpt/x", "--out", "sx")
+    proc = subprocess.run(cmd, cwd=workdir, env=ENV, capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown variant 'dlsr-x'" in proc.stderr
+    assert not (workdir / "sx").exists()

@@ -4,6 +4,7 @@ The module fixture installs Debian's slurmctld, slurmd, slurm-client and munge w
 are missing, starts the cluster with scripts/slurm_local.sh and stops it by PID afterwards.
 It skips, saying why, when it is not root or the packages cannot be installed.
 
+- A dry run (no cluster, no root) shows site values from the command line reaching every job.
 - The real DAG to results/table2.md runs through the command block that the README's
   "Clusters" section shows. Every rule must run as one COMPLETED SLURM job that asked for the
   rule's CPUs, memory and time limit, and the table must be byte-identical to a local run's.
@@ -29,9 +30,6 @@ SCRIPT = ROOT / "scripts" / "slurm_local.sh"
 PROFILES = ["--profile", str(ROOT / "profiles" / "slurm"),
             "--profile", str(ROOT / "profiles" / "slurm" / "localhost")]
 DAG_TIMEOUT_S = 3600  # the real DAG's runtime is set by the quick budget, not by this test
-
-pytestmark = [pytest.mark.root, pytest.mark.slow]
-
 
 def readme_cluster_commands() -> list[list[str]]:
     """The commands of the block that the README's cluster section marks as run by this test."""
@@ -63,6 +61,23 @@ def _script(action: str, env: dict | None = None) -> subprocess.CompletedProcess
 
 def _env() -> dict:
     return dict(os.environ, SRNAS_MLFLOW="0")
+
+
+def test_the_profile_maps_site_values_and_declared_resources_in_a_dry_run():
+    """No cluster needed: the profiles parse, and site values given on the command line
+    reach every job next to the rule's own resources."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    proc = subprocess.run(["snakemake", "results/table2.md", *PROFILES, "--dry-run", "--forceall",
+                           "--default-resources", "slurm_partition=part1", "slurm_account=acct1"],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip().startswith("resources:")]
+    assert lines
+    for line in lines:
+        assert "slurm_partition=part1" in line and "slurm_account=acct1" in line, line
+        assert re.search(r"mem_mb=\d+", line) and re.search(r"runtime=\d+", line), line
+        assert re.search(r"gpu=\d+", line) and "gpu_model" not in line, line
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +128,14 @@ def jobcomp(state: Path) -> dict[str, dict[str, str]]:
     return records
 
 
+def requested_gpus(jobid: str) -> int:
+    """GPUs a job asked for (scontrol keeps finished jobs for MinJobAge, a day here)."""
+    shown = subprocess.run(["scontrol", "show", "job", "-o", jobid], capture_output=True,
+                           text=True, timeout=30, check=True).stdout
+    found = re.search(r"TresPerJob=\S*gres:gpu:(\d+)", shown)
+    return int(found.group(1)) if found else 0
+
+
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
 
@@ -125,6 +148,8 @@ def submitted_jobs(output: str) -> dict[str, str]:
     return jobs
 
 
+@pytest.mark.root
+@pytest.mark.slow
 def test_the_dag_runs_as_slurm_jobs_and_matches_a_local_run(cluster, tmp_path):
     from srnas.dag import all_stages
     from srnas.params import load_params
@@ -177,7 +202,8 @@ def test_the_dag_runs_as_slurm_jobs_and_matches_a_local_run(cluster, tmp_path):
         assert record["ProcCnt"] == str(stage.threads), (rule, record)
         assert f"mem={stage.mem_mb}M" in record["Tres"], (rule, record)
         assert record["TimeLimit"] == str(stage.runtime), (rule, record)
-        assert "gres/gpu" not in record["Tres"], (rule, record)  # gpu: 0 asks for none
+        # gpu > 0 asks for that many GPUs (the test node has placeholder ones), gpu: 0 for none
+        assert requested_gpus(jobid) == stage.gpu, (rule, jobid)
 
 
 FAILING_WORKFLOW = """\
@@ -220,6 +246,8 @@ def _squeue(work: Path) -> dict[str, tuple[str, str]]:
     return jobs
 
 
+@pytest.mark.root
+@pytest.mark.slow
 def test_failed_and_cancelled_jobs_are_reported_and_a_rerun_resumes(cluster, tmp_path):
     work = tmp_path / "wf"
     work.mkdir()

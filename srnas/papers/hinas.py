@@ -59,8 +59,9 @@ from srnas.papers.hinas_tables import (
     TABLE9_STD,
     TABLE12,
 )
-from srnas.params import Field, list_of, non_negative, positive, register_block
-from srnas.recipe import Measurement, Recipe, RetrainJob
+from srnas.device import device_name
+from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
+from srnas.recipe import Measurement, Recipe, RetrainJob, split_files
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec, measured
 
 PAPER = "hinas"
@@ -191,9 +192,9 @@ class HiNASRecipe(Recipe):
         device = pick_device(params.get("device"))
         hr_dir, lr_dir = data
         scale = SEARCH_SCALE
-        train_w = PairedImages(_files(hr_dir, split, "train_w"), lr_dir / "train", scale)
-        train_a = PairedImages(_files(hr_dir, split, "train_a"), lr_dir / "train", scale)
-        valid = PairedImages(_files(hr_dir, split, "valid"), lr_dir / "train", scale)
+        train_w = PairedImages(split_files(hr_dir, split, "train_w"), lr_dir / "train", scale)
+        train_a = PairedImages(split_files(hr_dir, split, "train_a"), lr_dir / "train", scale)
+        valid = PairedImages(split_files(hr_dir, split, "valid"), lr_dir / "train", scale)
         torch.manual_seed(seed)
         space = build_supernet("hinas", scale, width=hp["width"], layers=hp["layers"], nodes=hp["nodes"],
                                lwas=opts["lwas"], cell_sharing=opts["cell_sharing"],
@@ -212,7 +213,7 @@ class HiNASRecipe(Recipe):
             eval_every=size["eval_every"], eval_from=size["eval_from"],
             checkpoint_every=size["checkpoint_every"], **speed_switches(params, device))
         batches = dict(batch_size=size["batch_size"], patch_hr=size["patch_hr"], scale=scale)
-        run.log_params({"variant": variant, "seed": seed, **_flat(hp), **_flat(opts, "options."),
+        run.log_params({"variant": variant, "seed": seed, **flatten(hp), **flatten(opts, "options."),
                         **{f"budget.{k}": v for k, v in size.items()}})
         result = run_search(
             space, loss_fn,
@@ -237,7 +238,7 @@ class HiNASRecipe(Recipe):
             "best_step": result.best_step, "best_score": result.best_score,
             "alpha": alpha, "beta": beta,
             "search_seconds": result.seconds, "steps": config.steps,
-            "steps_per_second": result.steps_per_second, "device": _device_name(device),
+            "steps_per_second": result.steps_per_second, "device": device_name(device),
             "budget": params.get("budget")})
         atomic_write_json(out / "history.json", result.history)
         run.log_metrics({"search_seconds": result.seconds, "steps_per_second": result.steps_per_second})
@@ -267,7 +268,7 @@ class HiNASRecipe(Recipe):
         device = pick_device(params.get("device"))
         hr_dir, lr_dir = data
         # The paper retrains on the 800 DIV2K training images: every part of the split.
-        files = [f for part in split["parts"] for f in _files(hr_dir, split, part)]
+        files = [f for part in split["parts"] for f in split_files(hr_dir, split, part)]
         images = PairedImages(files, lr_dir / "train", scale)
         patch = size["patch_hr"][[2, 3, 4].index(scale)]
         kwargs = {"width": hp["width"], "residual": opts["residual"], "decoder": opts["decoder"]}
@@ -283,7 +284,7 @@ class HiNASRecipe(Recipe):
                              lr_min=hp["lr_min"], checkpoint_every=size["checkpoint_every"],
                              **speed_switches(params, device))
         run.log_params({"variant": variant, "seed": seed, "genotype": str(g), "patch_hr": patch,
-                        **_flat(hp), **_flat(opts, "options."), **{f"budget.{k}": v for k, v in size.items()}})
+                        **flatten(hp), **flatten(opts, "options."), **{f"budget.{k}": v for k, v in size.items()}})
         result = train(model, loss_fn,
                        lambda step: sample_batch(images, step, seed=seed, batch_size=size["batch_size"],
                                                  patch_hr=patch, scale=scale),
@@ -294,7 +295,7 @@ class HiNASRecipe(Recipe):
                        log=lambda metrics, step: run.log_metrics(metrics, step=step))
         save_model(out, result.model, g, scale, kwargs,
                    meta={"paper": PAPER, "variant": variant, "seed": seed, "budget": params.get("budget"),
-                         "seconds": result.seconds, "device": _device_name(device)})
+                         "seconds": result.seconds, "device": device_name(device)})
         run.log_metrics({"train_seconds": result.seconds, "images_per_second": result.images_per_second})
 
 
@@ -330,39 +331,6 @@ def validation_score(space, valid, scale: int, crop_hr: int, device) -> float:
     return sum(scores) / len(scores)
 
 
-def _files(hr_dir: Path, split: dict, part: str) -> list[Path]:
-    if part not in split["parts"]:
-        raise SrnasError(f"split has no part {part!r} (parts: {', '.join(split['parts'])})")
-    out = []
-    for name in split["parts"][part]["files"]:
-        for folder in ("train", "valid"):
-            if (hr_dir / folder / name).is_file():
-                out.append(hr_dir / folder / name)
-                break
-        else:
-            raise SrnasError(f"{name} (split part {part!r}) is not under {hr_dir}/train or valid")
-    return out
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-# ---- search memory: cell sharing (Eq. 5) vs one cell per path (Eq. 6) --------------------------
 def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     """Bytes of the distinct tensors autograd saves for backward during ``model(x)``
     (parameters excluded): the activation memory of a training step, deterministic and
@@ -446,7 +414,7 @@ def measure_search_memory(params, out: Path, run) -> None:
             "params": separate["weight_params"] / shared["weight_params"],
             "seconds_per_step": separate["seconds_per_step"] / shared["seconds_per_step"]}
         run.log_metrics({f"memory_ratio_L{layers}": ratios[str(layers)]["saved_activations"]})
-    atomic_write_json(out, {"device": _device_name(device), "scale": SEARCH_SCALE,
+    atomic_write_json(out, {"device": device_name(device), "scale": SEARCH_SCALE,
                             "width": common["width"], "nodes": common["nodes"],
                             "batch_size": m["batch_size"], "patch_hr": m["patch_hr"],
                             "configs": configs, "ratios": ratios})
@@ -606,7 +574,8 @@ def _search_cost(params) -> str:
               f"{data['batch_size']}, HR patch {data['patch_hr']}, on {data['device']}. Memory = bytes of "
               "the distinct tensors autograd saves for backward in one forward pass (parameters "
               "excluded; deterministic, device independent); CUDA peak when measured on a GPU; "
-              "time = median seconds of one weight step (forward, backward, SGD).", "",
+              "time = median seconds of one weight step (forward, backward, SGD); on a shared CPU "
+              "the times, unlike the memory, depend on the machine's load.", "",
               "| Layers | Form | Cells | Weight params | Saved activations (MiB) | CUDA peak (MiB) | s/step |",
               "|---|---|---|---|---|---|---|"]
     for c in data["configs"]:
