@@ -39,6 +39,9 @@ def _set_args(keys):
 
 
 STAGES = all_stages(PARAMS)
+# A stage that can use a GPU asks the scheduler for one, unless the run is pinned to the CPU
+# (`--config device=cpu`): then no rule requests a GPU.
+_GPU_OK = PARAMS.get("device") != "cpu"
 
 
 rule all:
@@ -53,5 +56,5 @@ for _s in STAGES:
         params: cmd=_s.cmd, values=_declared(_s.params), extra=_set_args(_s.params)
         log: _s.log
         threads: _s.threads
-        resources: mem_mb=_s.mem_mb, runtime=_s.runtime, gpu=_s.gpu
+        resources: mem_mb=_s.mem_mb, runtime=_s.runtime, gpu=_s.gpu if _GPU_OK else 0
         shell: "{params.cmd} {params.extra} 2>&1 | tee {log}"
