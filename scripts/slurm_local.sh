@@ -9,10 +9,9 @@
 #                                    start recorded, remove the slurm.conf start wrote
 #   scripts/slurm_local.sh status    daemons, node state, queue (exit 0 only when running)
 #
-# The node advertises $SRNAS_SLURM_GPUS placeholder GPUs (default: as many as CPUs) with no
-# device behind them, so that rules declaring gpu > 0 (searches, retraining) can be
-# scheduled here as on a GPU cluster: their jobs ask for --gpus=N and run on the CPU
-# (device: auto finds no CUDA). Set SRNAS_SLURM_GPUS=0 for a CPU-only node.
+# The node has no GPUs by default (SRNAS_SLURM_GPUS=N advertises N placeholder GPUs with no
+# device behind them; job steps that ask for them can hang, so the tests do not use them):
+# run the workflow with `--config device=cpu`, which makes no rule request a GPU.
 #
 # Every subcommand is idempotent. PIDs, logs, spool and state, the munge socket and the job
 # completion log (jobcomp.txt: one line per finished job) live in $SRNAS_SLURM_STATE
@@ -28,7 +27,8 @@
 #   (MinJobAge) for longer than the plugin's polling interval.
 #
 # Exit codes: 0 done; 1 failed (see the message and the logs in the state dir);
-# 2 usage; 3 not root; 4 cannot install (no apt-get, or apt-get failed).
+# 2 usage; 3 not root; 4 cannot install (no apt-get, or apt-get failed); 5 another SLURM
+# (another state dir's, or a real one) already runs on this machine.
 
 set -euo pipefail
 
@@ -105,7 +105,7 @@ write_conf() {
     sockets=$(sed -n 's/.*SocketsPerBoard=\([0-9]*\).*/\1/p' <<<"$node")
     cores=$(sed -n 's/.*CoresPerSocket=\([0-9]*\).*/\1/p' <<<"$node")
     threads=$(sed -n 's/.*ThreadsPerCore=\([0-9]*\).*/\1/p' <<<"$node")
-    local gpus=${SRNAS_SLURM_GPUS:-$cpus} gres=""
+    local gpus=${SRNAS_SLURM_GPUS:-0} gres=""
     [[ $gpus =~ ^[0-9]+$ ]] || die "SRNAS_SLURM_GPUS must be a number, not '$gpus'"
     mkdir -p /etc/slurm
     if ((gpus > 0)); then
@@ -184,7 +184,7 @@ cmd_start() {
     local other
     for other in slurmctld slurmd; do
         if pgrep -x "$other" >/dev/null; then
-            die "a $other not started from $STATE is running (PID $(pgrep -x "$other" | tr '\n' ' ')): stop it first (SRNAS_SLURM_STATE=<its state dir> $0 stop)"
+            die "a $other not started from $STATE is running (PID $(pgrep -x "$other" | tr '\n' ' ')): stop it first (SRNAS_SLURM_STATE=<its state dir> $0 stop)" 5
         fi
     done
     mkdir -p "$STATE/slurmctld" "$STATE/slurmd"
