@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,7 +115,7 @@ def test_retrain_killed_and_resumed_equals_uninterrupted_and_evaluates(workdir):
 
     bench = workdir / "bench/Tiny/HR"
     bench.mkdir(parents=True)
-    (workdir / "data/hr/train").joinpath("local_img0.png").rename(bench / "img0.png")
+    shutil.copyfile(workdir / "data/hr/train/local_img0.png", bench / "img0.png")
     _run(_cmd("pipeline.evaluate", "--model", "trained", "--weights", "model_straight.pt", "--scale", "2",
               "--benchmark-root", "bench", "--out", "eval.json"), workdir)
     result = read_json(workdir / "eval.json")

@@ -4,6 +4,7 @@ evaluate, complexity, the memory measurement and the tables, at tiny sizes."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,7 +116,7 @@ def test_search_resumed_equals_uninterrupted_then_retrain_evaluate_and_tables(wo
 
     bench = workdir / "bench/Tiny/HR"
     bench.mkdir(parents=True)
-    (workdir / "data/hr/train").joinpath("local_img0.png").rename(bench / "img0.png")
+    shutil.copyfile(workdir / "data/hr/train/local_img0.png", bench / "img0.png")
     _run(_cmd("pipeline.evaluate", "--model", "trained", "--weights", model, "--scale", "2",
               "--benchmark-root", "bench", "--out", "results/hinas/eval/hinas_s0_x2.json"), workdir)
     result = read_json(workdir / "results/hinas/eval/hinas_s0_x2.json")

@@ -32,6 +32,7 @@ PROFILES = ["--profile", str(ROOT / "profiles" / "slurm"),
             "--profile", str(ROOT / "profiles" / "slurm" / "localhost")]
 DAG_TIMEOUT_S = 3600  # the real DAG's runtime is set by the quick budget, not by this test
 
+
 def readme_cluster_commands() -> list[list[str]]:
     """The commands of the block that the README's cluster section marks as run by this test."""
     text = (ROOT / "README.md").read_text()
