@@ -26,7 +26,7 @@ def _copy_project(root: Path, dest: Path) -> Path:
     return dest
 
 
-def _run(cmd, cwd, env, timeout=900):
+def _run(cmd, cwd, env, timeout=2400):
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc.stdout + proc.stderr
