@@ -22,7 +22,14 @@ with open("params.yaml") as fh:
     _FILE = flatten(yaml.safe_load(fh) or {})
 _CONFIG = flatten(config)
 OVERRIDES = {k: v for k, v in _CONFIG.items() if k not in _FILE or _FILE[k] != v}
-PARAMS = load_params("params.yaml", [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}" for k, v in OVERRIDES.items()])
+
+
+def _yaml(value):
+    """A value as one line of YAML, as `--set key=value` parses it."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+PARAMS = load_params("params.yaml", [f"{k}={_yaml(v)}" for k, v in OVERRIDES.items()])
 
 
 def _declared(keys):
@@ -34,7 +41,7 @@ def _set_args(keys):
     words = []
     for k, v in sorted(items.items()):
         if k in OVERRIDES:
-            words += ["--set", f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"]
+            words += ["--set", f"{k}={_yaml(v)}"]
     return " ".join(shlex.quote(w) for w in words)
 
 

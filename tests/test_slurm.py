@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -100,10 +101,35 @@ def cluster():
     except BlockingIOError:
         os.close(lock)
         pytest.skip("another session's SLURM test cluster is running on this machine")
+    # `timeout` and CI runners stop a run with SIGTERM: turn it into an interrupt, so that
+    # the teardown below still stops the daemons.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield from _cluster()
     finally:
+        signal.signal(signal.SIGTERM, previous)
         os.close(lock)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _leftover_test_cluster() -> Path | None:
+    """The state dir of a test cluster whose session was killed before its teardown (we hold
+    the lock, so no live session owns it); None for any other SLURM."""
+    conf = Path("/etc/slurm/slurm.conf")
+    text = conf.read_text() if conf.exists() else ""
+    found = re.search(r"^SlurmctldPidFile=(.*)/slurmctld\.pid$", text, re.MULTILINE)
+    if "written by srnas scripts/slurm_local.sh" not in text or not found:
+        return None
+    state = Path(found.group(1))
+    if state.parent != Path(tempfile.gettempdir()) or not state.name.startswith(STATE_PREFIX):
+        return None
+    return state
+
+
+STATE_PREFIX = "srnas-slurm-test-"
 
 
 def _cluster():
@@ -112,9 +138,13 @@ def _cluster():
         pytest.skip(f"cannot install SLURM: {install.stderr.strip() or install.stdout.strip()}")
     assert install.returncode == 0, install.stdout + install.stderr
     # Not under pytest's tmp folder: munged runs as the munge user, who cannot enter it.
-    state = Path(tempfile.mkdtemp(prefix="srnas-slurm-"))
+    state = Path(tempfile.mkdtemp(prefix=STATE_PREFIX))
     env = dict(os.environ, SRNAS_SLURM_STATE=str(state))
     start = _script("start", env)
+    leftover = _leftover_test_cluster() if start.returncode == 5 else None
+    if leftover is not None:
+        _script("stop", dict(os.environ, SRNAS_SLURM_STATE=str(leftover)))
+        start = _script("start", env)
     if start.returncode == 5:
         shutil.rmtree(state, ignore_errors=True)
         pytest.skip(f"SLURM already runs on this machine: {start.stderr.strip()}")
