@@ -114,8 +114,16 @@ class Recipe:
         raise NotImplementedError
 
     def derive(self, params: Params, *, search: Path, out: Path, run: Any):
-        """Write the genotype JSON ``out`` from a search folder; return the Genotype."""
-        raise NotImplementedError
+        """Write the genotype JSON ``out`` from a search folder; return the Genotype.
+
+        Default: the search wrote its chosen genotype under "genotype" in result.json."""
+        from srnas.genotype import Genotype
+        from srnas.io import read_json
+
+        result = read_json(search / "result.json")
+        genotype = Genotype.from_dict(result["genotype"], where=str(search / "result.json"))
+        genotype.save(out)
+        return genotype
 
     def retrain(self, params: Params, *, variant: str, seed: int, genotype: Path, scale: int,
                 split: dict, data: tuple[Path, Path], init: Path | None, out: Path,

@@ -67,7 +67,7 @@ def test_snakemake_builds_table2_then_has_nothing_to_do(project):
     printed = _run([sys.executable, "-c", code], dest, env).strip().splitlines()[-1]
     assert printed == (f"{n_jobs} ['complexity', 'derive', 'evaluate', 'make_lr', 'prepare_benchmarks', "
                        "'prepare_data', 'render_table', 'retrain', 'search', 'split'] {'FINISHED'} "
-                       "['common', 'dlsr']")
+                       "['common', 'dlsr', 'hinas']")
 
 
 def test_released_weights_rows_from_a_local_folder(project):
@@ -110,7 +110,8 @@ def test_dvc_repro_reruns_only_what_an_edit_touches(project):
     assert _ran(_run(["dvc", "repro"], dest, env)) == []
     params.write_text(params.read_text().replace("grey: y", "grey: replicate"))
     assert _ran(_run(["dvc", "repro"], dest, env)) == sorted(
-        [f"evaluate_bicubic_x{s}" for s in (2, 3, 4)] + [f"evaluate_dlsr_dlsr_s0_x{s}" for s in (2, 3, 4)])
+        [f"evaluate_{m}_x{s}" for s in (2, 3, 4)
+         for m in ("bicubic", "dlsr_dlsr_s0", "hinas_hinas_s0")])
     # A DLSR retraining param: the three retrains and what depends on their models.
     params.write_text(params.read_text().replace("halve_every: 50", "halve_every: 40"))
     ran = _run(["dvc", "repro"], dest, env)

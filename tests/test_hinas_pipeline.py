@@ -3,23 +3,16 @@ evaluate, complexity, the memory measurement and the tables, at tiny sizes."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from srnas.io import read_json
+from stage_runner import StageRunner, run, run_killed
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 Q = "hinas.budgets.quick"
 TINY = [  # tiny supernet and budget so a search takes seconds
     "data.source=local", "data.min_size=48", "hinas.search.width=4", "hinas.retrain.width=4",
@@ -30,49 +23,13 @@ TINY = [  # tiny supernet and budget so a search takes seconds
     f"{Q}.retrain.checkpoint_every=4", "hinas.measure.layers=[2]", "hinas.measure.patch_hr=32",
     "hinas.measure.batch_size=1", "hinas.measure.repeats=1",
 ]
-ENV = {**os.environ, "SRNAS_MLFLOW": "0", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-def _cmd(module: str, *args: str, extra=()) -> list[str]:
-    sets = [w for kv in (*TINY, *extra) for w in ("--set", kv)]
-    return [sys.executable, "-m", module, "--params", str(ROOT / "params.yaml"), *sets, *args]
-
-
-def _run(cmd, cwd):
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
-def _run_killed(cmd, cwd, ckpt_dir: Path):
-    """Start ``cmd``, SIGKILL it as soon as its first checkpoint exists, return when dead."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if any(ckpt_dir.glob("step_*.pt")):
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+RUNNER = StageRunner(TINY)
+_cmd, _run, _run_killed = RUNNER.cmd, run, run_killed
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    from PIL import Image
-
-    work = tmp_path_factory.mktemp("hinas")
-    photos = work / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):  # smooth random images (real photos are not needed to test mechanics)
-        base = rng.integers(0, 256, (9, 9, 3)).astype(np.uint8)
-        Image.fromarray(base).resize((72, 64), Image.BICUBIC).save(photos / f"img{i}.png")
-    local = [f"data.local.train_hr={photos}"]
-    _run(_cmd("pipeline.prepare_data", "--out", "data/hr", "--no-progress", extra=local), work)
-    _run(_cmd("pipeline.make_lr", "--hr", "data/hr", "--out", "data/lr", "--no-progress"), work)
-    _run(_cmd("pipeline.split", "--paper", "hinas", "--hr", "data/hr", "--out", "split.json", extra=local), work)
-    return work
+    return RUNNER.prepare(tmp_path_factory.mktemp("hinas"), "hinas")
 
 
 def _search(name, out):

@@ -244,12 +244,6 @@ class HiNASRecipe(Recipe):
         run.log_metrics({"search_seconds": result.seconds, "steps_per_second": result.steps_per_second})
         run.set_tag("genotype", str(chosen))
 
-    def derive(self, params, *, search, out, run):
-        result = read_json(search / "result.json")
-        genotype = Genotype.from_dict(result["genotype"], where=str(search / "result.json"))
-        genotype.save(out)
-        return genotype
-
     # ---- retrain --------------------------------------------------------------------
     def retrain(self, params, *, variant, seed, genotype, scale, split, data, init, out,
                 checkpoints, run):
