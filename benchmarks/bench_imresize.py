@@ -85,13 +85,13 @@ def main(argv=None) -> int:
 
     ok = True
     for s in args.scales:
-        t_ref, ref = best_time(lambda: imresize_numpy(img, 1 / s), args.repeats,
+        t_ref, ref = best_time(lambda s=s: imresize_numpy(img, 1 / s), args.repeats,
                                torch.device("cpu"))
         print(f"{'x' + str(s):>5}  {'numpy-ref':<14}  {'cpu':<6}  {t_ref * 1e3:9.1f}  "
               f"{megapixels / t_ref:9.1f}  {1.0:8.2f}  -")
         for dev in devices:
             chw = torch.from_numpy(img).permute(2, 0, 1).contiguous().to(dev)
-            t, out = best_time(lambda: imresize_torch(chw, 1 / s), args.repeats, dev)
+            t, out = best_time(lambda chw=chw, s=s: imresize_torch(chw, 1 / s), args.repeats, dev)
             agrees = np.array_equal(out.permute(1, 2, 0).cpu().numpy(), ref)
             ok &= agrees
             print(f"{'x' + str(s):>5}  {'torch':<14}  {dev.type:<6}  {t * 1e3:9.1f}  "

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from pipeline._cli import params_from, parser, run
 from srnas import tracking
 from srnas.data.images import read_image, sha256_file, write_png
-from srnas.io import atomic_dir
 from srnas.data.sources import sample_test_images
 from srnas.errors import SrnasError
-from srnas.io import atomic_write_json
+from srnas.io import atomic_dir, atomic_write_json
 from srnas.params import Params
 
 KEYS = ("data.source", "data.sample", "data.benchmark_root", "data.benchmark_sets")

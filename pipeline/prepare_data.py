@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from pipeline._cli import params_from, parser, run
 from srnas import tracking
 from srnas.data.images import sha256_file, write_png
-from srnas.io import atomic_dir
 from srnas.data.sources import Archive, open_source
-from srnas.io import atomic_write_json
+from srnas.io import atomic_dir, atomic_write_json
 from srnas.params import Params
 
 KEYS = ("data.source", "data.sample", "data.download_dir", "data.local", "data.min_size")

@@ -19,9 +19,9 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import random
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any

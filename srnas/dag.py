@@ -13,8 +13,8 @@ Rules of the game (what keeps Snakemake and DVC in agreement):
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from srnas.params import Params
 

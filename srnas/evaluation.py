@@ -15,8 +15,8 @@ The Bicubic row has two definitions (FACTS.md §1) and both are computed, labell
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm

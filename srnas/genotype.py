@@ -26,10 +26,11 @@ import copy
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from srnas.errors import SrnasError
 from srnas.io import atomic_write_text
@@ -122,7 +123,7 @@ class Genotype:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_dict(cls, obj: Any, where: str = "<dict>") -> "Genotype":
+    def from_dict(cls, obj: Any, where: str = "<dict>") -> Genotype:
         if not isinstance(obj, Mapping):
             raise SrnasError(f"{where}: expected a JSON object with keys "
                              f"{', '.join(_ENVELOPE_KEYS)}, got {type(obj).__name__}")
@@ -138,7 +139,7 @@ class Genotype:
         return cls(obj["search_space"], obj["genotype"], obj["schema_version"])
 
     @classmethod
-    def from_json(cls, text: str, where: str = "<string>") -> "Genotype":
+    def from_json(cls, text: str, where: str = "<string>") -> Genotype:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -152,7 +153,7 @@ class Genotype:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Genotype":
+    def load(cls, path: str | os.PathLike) -> Genotype:
         path = Path(path)
         if not path.is_file():
             raise SrnasError(f"{path}: genotype file not found")
@@ -167,7 +168,7 @@ class Genotype:
         return f"{self.space}:{spec_for(self.space).format(self.payload)}"
 
     @classmethod
-    def parse(cls, text: str, where: str = "<string>") -> "Genotype":
+    def parse(cls, text: str, where: str = "<string>") -> Genotype:
         """Inverse of ``str()``; the schema version is the current one."""
         text = text.strip()
         space, sep, rest = text.partition(":")

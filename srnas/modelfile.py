@@ -9,8 +9,9 @@ stage scores any such file with ``--model trained --weights FILE``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 

@@ -19,7 +19,7 @@ all without bias and without batch norm, all "same"-padded at stride 1.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn as nn
 

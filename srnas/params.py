@@ -12,9 +12,10 @@ Overrides use dotted keys (``--set data.source=local``); values are parsed as YA
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -207,7 +208,7 @@ class Params:
         """The active budget's settings for a paper: ``<paper>.<budget>``."""
         return self.get(f"{paper}.{self.get('budget')}")
 
-    def restrict(self, keys: Iterable[str]) -> "Params":
+    def restrict(self, keys: Iterable[str]) -> Params:
         return Params(self.tree, self.source, tuple(keys))
 
 

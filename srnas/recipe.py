@@ -17,9 +17,10 @@ Paths (deterministic, no timestamps):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from srnas.dag import Stage
 from srnas.errors import SrnasError

@@ -7,9 +7,9 @@ tables and contribute rows to the cross-method ``results/table2.md``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from srnas.errors import SrnasError
 from srnas.io import read_json
@@ -104,5 +104,6 @@ def render_spec(spec: TableSpec, params: Params) -> str:
     if spec.custom is not None:
         return spec.custom(params)
     rows, sets = measured(params, spec.rows(params))
-    footer = [f"Rendered from `{Path(spec.out).as_posix()}`'s inputs by `python -m pipeline.render_table --table {spec.name}`."]
+    footer = [f"Rendered from `{Path(spec.out).as_posix()}`'s inputs by "
+              f"`python -m pipeline.render_table --table {spec.name}`."]
     return render(spec.printed, rows, title=spec.title, extra_sets=sets, footer=footer)

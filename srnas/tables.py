@@ -11,8 +11,8 @@ their own whose paper cells are empty.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 from srnas.errors import SrnasError
 

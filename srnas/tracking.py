@@ -25,8 +25,9 @@ import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from srnas.params import Params, flatten
 

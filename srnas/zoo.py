@@ -8,9 +8,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -55,8 +56,8 @@ def load_all() -> None:
 
 
 def _trained(scale: int, weights: Path | None, device: torch.device):
-    from srnas.evaluation import TorchUpscaler
     from srnas.errors import SrnasError
+    from srnas.evaluation import TorchUpscaler
     from srnas.modelfile import load_model
     from srnas.spaces import SPACES
 

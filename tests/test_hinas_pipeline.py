@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 import torch
+from stage_runner import StageRunner, run, run_killed
 
 from srnas.io import read_json
-from stage_runner import StageRunner, run, run_killed
 
 pytestmark = pytest.mark.slow
 

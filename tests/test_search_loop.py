@@ -223,7 +223,8 @@ def test_warmup_leaves_architecture_untouched():
 
 def test_regularizer_enters_the_architecture_loss():
     p = op_param_counts("dlsr", 8)
-    reg = lambda s: param_regularizer(s.alpha, p)
+    def reg(s):
+        return param_regularizer(s.alpha, p)
     out = {}
     for gamma in (0.0, 50.0):
         space = _space()

@@ -27,10 +27,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from srnas.errors import SrnasError
 

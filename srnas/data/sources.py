@@ -39,9 +39,10 @@ import contextlib
 import logging
 import tarfile
 import zipfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 

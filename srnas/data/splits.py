@@ -11,8 +11,9 @@ Sorted order within DF2K is DIV2K 0001..0800 then Flickr2K 000001..002650 (the n
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import PurePath
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from srnas.errors import SrnasError
 

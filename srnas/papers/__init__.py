@@ -9,8 +9,8 @@ from srnas.registry import Registry
 
 PAPERS: Registry = Registry("paper")
 
-from srnas.papers import common  # noqa: E402,F401  (the bicubic baseline and shared rows)
-from srnas.papers import dlsr  # noqa: E402,F401
-from srnas.papers import hinas  # noqa: E402,F401
+# The paper modules register into PAPERS, so they are imported after it exists.
+# common: the bicubic baseline and the rows every table shares.
+from srnas.papers import common, dlsr, hinas  # noqa: E402, F401, I001
 
 common._register_table2()

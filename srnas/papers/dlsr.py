@@ -32,14 +32,14 @@ from pathlib import Path
 import torch
 
 from srnas.dag import Stage, stage_factory
+from srnas.data.splits import validate_split
+from srnas.device import device_name
 from srnas.errors import SrnasError
 from srnas.genotype import Genotype, packaged
 from srnas.io import atomic_write_json, read_json
 from srnas.papers import PAPERS
 from srnas.papers.dlsr_tables import TABLE2, TABLE3, TABLE4_GPU_DAYS, TABLE5, TABLE6, TABLE7
-from srnas.device import device_name
 from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
-from srnas.data.splits import validate_split
 from srnas.recipe import Recipe, RetrainJob, split_files
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec
 from srnas.weights import WEIGHTS

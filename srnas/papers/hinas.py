@@ -45,6 +45,7 @@ import torch
 
 from srnas.dag import stage_factory
 from srnas.data.splits import validate_split
+from srnas.device import device_name
 from srnas.errors import SrnasError
 from srnas.genotype import Genotype
 from srnas.io import atomic_write_json, read_json
@@ -59,7 +60,6 @@ from srnas.papers.hinas_tables import (
     TABLE9_STD,
     TABLE12,
 )
-from srnas.device import device_name
 from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
 from srnas.recipe import Measurement, Recipe, RetrainJob, split_files
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec, measured

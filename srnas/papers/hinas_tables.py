@@ -67,7 +67,8 @@ TABLE2_CAPTION = ("Effects of layer-wise architecture sharing (LWAS) and residua
 # ---- Table 9: NAS methods for SR (x2), with search cost --------------------------------------
 TABLE9_SETS = ("Set5", "B100", "Urban100")
 TABLE9 = PrintedTable("HiNAS", "9", "Comparisons with NAS methods of image super-resolution "
-                      "(x2; the HiNAS rows are means over seeds, their std is in the sources below).", TABLE9_SETS, _rows("""
+                      "(x2; the HiNAS rows are means over seeds, their std is in the sources below).",
+                      TABLE9_SETS, _rows("""
 MoreMNAS | 1.04 | 37.63 | 0.9584 | 31.95 | 0.8961 | 31.24 | 0.9187
 FALSR | 0.41 | 37.66 | 0.9586 | 31.96 | 0.8965 | 31.24 | 0.9187
 HiNAS (no cell sharing) | 0.24-0.28 | 37.66 | 0.9606 | 31.98 | 0.9036 | 31.27 | 0.9233

@@ -16,8 +16,8 @@ Protocol of a supernet (:class:`SearchSpace`):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn as nn

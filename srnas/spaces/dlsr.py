@@ -27,7 +27,8 @@ One-line form: ``dlsr:conv_1x1,sep_conv_7x7,sep_conv_5x5|3<1,2;4<2,3;5<2,4;6<4,5
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn

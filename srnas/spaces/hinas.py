@@ -59,7 +59,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
