@@ -51,8 +51,23 @@ class GenotypeSpec:
 
     ``validate`` raises ``field_error(where, "genotype.<field>", ...)`` on any problem;
     ``format``/``parse`` convert a valid payload to and from its one-line text (the part
-    after ``<space>:``).
+    after ``<space>:``). ``KEYS`` names the payload's fields; ``check_keys`` enforces them.
     """
+
+    KEYS: tuple[str, ...] = ()
+
+    def check_keys(self, payload: Any, where: str) -> None:
+        """The payload is an object with exactly the fields in ``KEYS``."""
+        if not isinstance(payload, Mapping):
+            raise field_error(where, "genotype", f"expected an object with keys "
+                                                 f"{', '.join(self.KEYS)}, got {payload!r}")
+        for key in self.KEYS:
+            if key not in payload:
+                raise field_error(where, f"genotype.{key}", "missing key")
+        extra = sorted(set(payload) - set(self.KEYS))
+        if extra:
+            raise field_error(where, f"genotype.{extra[0]}",
+                              f"unknown key (expected only {', '.join(self.KEYS)})")
 
     def validate(self, payload: Any, where: str) -> None:
         raise NotImplementedError

@@ -210,3 +210,14 @@ def split_files(hr_dir: Path, split: dict, part: str) -> list[Path]:
         else:
             raise SrnasError(f"{name} (split part {part!r}) is not under {hr_dir}/train or valid")
     return out
+
+
+
+def split_images(data: tuple[Path, Path], split: dict, scale: int, *parts: str):
+    """The HR/LR pairs of some parts of a split (every part when none is named; retraining
+    trains on the whole pool, searches on their named parts). ``data`` is (HR dir, LR dir)."""
+    from srnas.data.patches import PairedImages
+
+    hr_dir, lr_dir = data
+    files = [f for part in (parts or split["parts"]) for f in split_files(hr_dir, split, part)]
+    return PairedImages(files, lr_dir / "train", scale)

@@ -40,7 +40,7 @@ from srnas.io import atomic_write_json, read_json
 from srnas.papers import PAPERS
 from srnas.papers.dlsr_tables import TABLE2, TABLE3, TABLE4_GPU_DAYS, TABLE5, TABLE6, TABLE7
 from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
-from srnas.recipe import Recipe, RetrainJob, split_files
+from srnas.recipe import Recipe, RetrainJob, split_images
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec
 from srnas.weights import WEIGHTS
 from srnas.zoo import ARCHS, MODELS, ArchEntry, ModelEntry
@@ -170,7 +170,7 @@ class DLSRRecipe(Recipe):
     def search(self, params, *, variant, seed, split, data, out, checkpoints, run):
         from srnas import train as _  # noqa: F401  (fail early if the training stack is missing)
         from srnas.checkpoint import Checkpointer
-        from srnas.data.patches import PairedImages, sample_batch
+        from srnas.data.patches import sample_batch
         from srnas.device import pick_device, speed_switches
         from srnas.losses import hfen_loss, l1_loss, op_param_counts, param_regularizer
         from srnas.ops import DLSR
@@ -186,10 +186,9 @@ class DLSRRecipe(Recipe):
         mu = hp["mu"] if v.mu is None else v.mu
         gamma = hp["gamma"] if v.gamma is None else v.gamma
         device = pick_device(params.get("device"))
-        hr_dir, lr_dir = data
         scale = 2  # DLSR searches at x2 only (section 4.2)
-        train = PairedImages(split_files(hr_dir, split, "train"), lr_dir / "train", scale)
-        valid = PairedImages(split_files(hr_dir, split, "valid"), lr_dir / "train", scale)
+        train = split_images(data, split, scale, "train")
+        valid = split_images(data, split, scale, "valid")
         torch.manual_seed(seed)
         space = build_supernet("dlsr", scale, nf=hp["nf"], search_network=v.search_network)
 
@@ -241,7 +240,7 @@ class DLSRRecipe(Recipe):
                 checkpoints, run):
         from srnas.checkpoint import Checkpointer
         from srnas.data.images import sha256_file
-        from srnas.data.patches import PairedImages, sample_batch
+        from srnas.data.patches import sample_batch
         from srnas.device import pick_device, speed_switches
         from srnas.losses import hfen_loss, l1_loss
         from srnas.modelfile import load_model, save_model
@@ -260,10 +259,8 @@ class DLSRRecipe(Recipe):
             raise SrnasError(f"dlsr: unknown variant {variant!r}")
         g = Genotype.load(genotype)
         device = pick_device(params.get("device"))
-        hr_dir, lr_dir = data
         # Retraining uses the whole training set (appendix A: "the whole DF2K dataset").
-        files = [f for part in split["parts"] for f in split_files(hr_dir, split, part)]
-        images = PairedImages(files, lr_dir / "train", scale)
+        images = split_images(data, split, scale)
         patch = size["patch_hr"][[2, 3, 4].index(scale)]
         torch.manual_seed(seed)
         model = build_network(g, scale, nf=nf)
@@ -289,7 +286,7 @@ class DLSRRecipe(Recipe):
                        config, device,
                        Checkpointer(checkpoints, every=size["checkpoint_every"], on_mismatch="archive",
                                     context={"genotype": g.to_dict(), "nf": nf, "mu": mu, "options": opts,
-                                             "files": [f.name for f in files],
+                                             "files": [f.name for f in images.hr_files],
                                              "init": sha256_file(init) if init else None}),
                        init_state=init_state, init_exclude=("upsampler.",),
                        log=lambda metrics, step: run.log_metrics(metrics, step=step))

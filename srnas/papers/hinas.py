@@ -61,7 +61,7 @@ from srnas.papers.hinas_tables import (
     TABLE12,
 )
 from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
-from srnas.recipe import Measurement, Recipe, RetrainJob, split_files
+from srnas.recipe import Measurement, Recipe, RetrainJob, split_images
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec, measured
 
 PAPER = "hinas"
@@ -180,7 +180,7 @@ class HiNASRecipe(Recipe):
     # ---- search ---------------------------------------------------------------------
     def search(self, params, *, variant, seed, split, data, out, checkpoints, run):
         from srnas.checkpoint import Checkpointer
-        from srnas.data.patches import PairedImages, sample_batch
+        from srnas.data.patches import sample_batch
         from srnas.device import pick_device, speed_switches
         from srnas.losses import hinas_loss
         from srnas.search.differentiable import SearchConfig, run_search
@@ -190,11 +190,10 @@ class HiNASRecipe(Recipe):
         hp = params.get("hinas.search")
         size = params.get(f"hinas.budgets.{params.get('budget')}.search")
         device = pick_device(params.get("device"))
-        hr_dir, lr_dir = data
         scale = SEARCH_SCALE
-        train_w = PairedImages(split_files(hr_dir, split, "train_w"), lr_dir / "train", scale)
-        train_a = PairedImages(split_files(hr_dir, split, "train_a"), lr_dir / "train", scale)
-        valid = PairedImages(split_files(hr_dir, split, "valid"), lr_dir / "train", scale)
+        train_w = split_images(data, split, scale, "train_w")
+        train_a = split_images(data, split, scale, "train_a")
+        valid = split_images(data, split, scale, "valid")
         torch.manual_seed(seed)
         space = build_supernet("hinas", scale, width=hp["width"], layers=hp["layers"], nodes=hp["nodes"],
                                lwas=opts["lwas"], cell_sharing=opts["cell_sharing"],
@@ -248,7 +247,7 @@ class HiNASRecipe(Recipe):
     def retrain(self, params, *, variant, seed, genotype, scale, split, data, init, out,
                 checkpoints, run):
         from srnas.checkpoint import Checkpointer
-        from srnas.data.patches import PairedImages, sample_batch
+        from srnas.data.patches import sample_batch
         from srnas.device import pick_device, speed_switches
         from srnas.losses import hinas_loss
         from srnas.modelfile import save_model
@@ -260,10 +259,8 @@ class HiNASRecipe(Recipe):
         size = params.get(f"hinas.budgets.{params.get('budget')}.retrain")
         g = Genotype.load(genotype)
         device = pick_device(params.get("device"))
-        hr_dir, lr_dir = data
         # The paper retrains on the 800 DIV2K training images: every part of the split.
-        files = [f for part in split["parts"] for f in split_files(hr_dir, split, part)]
-        images = PairedImages(files, lr_dir / "train", scale)
+        images = split_images(data, split, scale)
         patch = size["patch_hr"][[2, 3, 4].index(scale)]
         kwargs = {"width": hp["width"], "residual": opts["residual"], "decoder": opts["decoder"]}
         torch.manual_seed(seed)
@@ -285,7 +282,7 @@ class HiNASRecipe(Recipe):
                        config, device,
                        Checkpointer(checkpoints, every=size["checkpoint_every"], on_mismatch="archive",
                                     context={"genotype": g.to_dict(), "kwargs": kwargs, "options": opts,
-                                             "files": [f.name for f in files]}),
+                                             "files": [f.name for f in images.hr_files]}),
                        log=lambda metrics, step: run.log_metrics(metrics, step=step))
         save_model(out, result.model, g, scale, kwargs,
                    meta={"paper": PAPER, "variant": variant, "seed": seed, "budget": params.get("budget"),

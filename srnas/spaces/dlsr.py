@@ -63,16 +63,7 @@ class DLSRGenotypeSpec(GenotypeSpec):
     KEYS = ("ops", "wiring")
 
     def validate(self, payload: Any, where: str) -> None:
-        if not isinstance(payload, Mapping):
-            raise field_error(where, "genotype", f"expected an object with keys "
-                                                 f"{', '.join(self.KEYS)}, got {payload!r}")
-        for key in self.KEYS:
-            if key not in payload:
-                raise field_error(where, f"genotype.{key}", "missing key")
-        extra = sorted(set(payload) - set(self.KEYS))
-        if extra:
-            raise field_error(where, f"genotype.{extra[0]}",
-                              f"unknown key (expected only {', '.join(self.KEYS)})")
+        self.check_keys(payload, where)
         ops = payload["ops"]
         if not isinstance(ops, (list, tuple)) or len(ops) != NUM_MIXED:
             raise field_error(where, "genotype.ops",

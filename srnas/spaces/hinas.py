@@ -167,16 +167,7 @@ class HiNASGenotypeSpec(GenotypeSpec):
     KEYS = ("cells", "path")
 
     def validate(self, payload: Any, where: str) -> None:
-        if not isinstance(payload, Mapping):
-            raise field_error(where, "genotype", f"expected an object with keys "
-                                                 f"{', '.join(self.KEYS)}, got {payload!r}")
-        for key in self.KEYS:
-            if key not in payload:
-                raise field_error(where, f"genotype.{key}", "missing key")
-        extra = sorted(set(payload) - set(self.KEYS))
-        if extra:
-            raise field_error(where, f"genotype.{extra[0]}",
-                              f"unknown key (expected only {', '.join(self.KEYS)})")
+        self.check_keys(payload, where)
         cells, path = payload["cells"], payload["path"]
         if not isinstance(cells, (list, tuple)) or not cells:
             raise field_error(where, "genotype.cells", f"expected a non-empty list of cells, got {cells!r}")
