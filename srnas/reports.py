@@ -29,6 +29,7 @@ class RowSource:
     key: str | None = None        # sub-object of the result ("y" / "rgb" for bicubic)
     complexity: str | None = None
     what: str = ""                # e.g. "Y pipeline", "released weights", "retrained (ours)"
+    trained: bool = False         # a network searched/retrained by srnas at the active budget
 
     def files(self) -> list[str]:
         return [self.result] + ([self.complexity] if self.complexity else [])
@@ -72,6 +73,16 @@ def provenance(params: Params, src: RowSource) -> str:
             f"data source `{source}` ({data}), {bench}; file `{src.result}`.")
 
 
+def budget_note(params: Params, sources: Sequence[RowSource]) -> list[str]:
+    """The warning a table needs when it shows networks trained at the quick budget."""
+    if params.get("budget") != "quick" or not any(src.trained for src in sources):
+        return []
+    return ["**Budget `quick`:** the searches and retrainings behind the rows marked *ours* ran "
+            "for minutes on a CPU to show the pipeline working end to end. Their networks are far "
+            "from trained, so their PSNR/SSIM say nothing about the method (they can fall below "
+            "Bicubic); `--config budget=paper` runs the papers' settings."]
+
+
 def measured(params: Params, sources: Sequence[RowSource]) -> tuple[list[Measured], list[str]]:
     """Load every row's JSON; returns the rows and the set names they cover."""
     rows, sets = [], []
@@ -103,7 +114,9 @@ def render_spec(spec: TableSpec, params: Params) -> str:
 
     if spec.custom is not None:
         return spec.custom(params)
-    rows, sets = measured(params, spec.rows(params))
+    sources = spec.rows(params)
+    rows, sets = measured(params, sources)
     footer = [f"Rendered from `{Path(spec.out).as_posix()}`'s inputs by "
               f"`python -m pipeline.render_table --table {spec.name}`."]
-    return render(spec.printed, rows, title=spec.title, extra_sets=sets, footer=footer)
+    return render(spec.printed, rows, title=spec.title, extra_sets=sets, footer=footer,
+                  preamble=budget_note(params, sources))

@@ -114,8 +114,10 @@ def _fmt_num_delta(ours: float | None, paper: float | None, digits: int) -> str:
 
 
 def render(table: PrintedTable, measured: Iterable[Measured], *, title: str | None = None,
-           extra_sets: Sequence[str] = (), footer: Sequence[str] = ()) -> str:
-    """Markdown: per scale, the paper's row, our row(s) and the difference."""
+           extra_sets: Sequence[str] = (), footer: Sequence[str] = (),
+           preamble: Sequence[str] = ()) -> str:
+    """Markdown: per scale, the paper's row, our row(s) and the difference. ``preamble``
+    paragraphs go under the caption, ``footer`` lines under the sources."""
     measured = list(measured)
     for m in measured:
         if m.method is not None and table.find(m.method, m.scale) is None:
@@ -125,6 +127,8 @@ def render(table: PrintedTable, measured: Iterable[Measured], *, title: str | No
     sets = list(table.sets) + ours_only
     header = ["Method", "Source", "Params (K)", "Multi-Adds (G)", *sets]
     lines = [f"# {title or table.source}", "", f"{table.caption}", ""]
+    for paragraph in preamble:
+        lines += [paragraph, ""]
     if ours_only:
         lines += [f"Columns {', '.join(ours_only)}: measured by srnas only; the paper has no such "
                   "column, so their paper cells are empty.", ""]

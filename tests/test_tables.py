@@ -62,3 +62,19 @@ def test_render_rejects_rows_that_name_a_missing_paper_row():
 def test_parse_rows_checks_cell_count():
     with pytest.raises(ValueError, match="expected 5 cells"):
         parse_rows("A | 2 | - | -", ("Set5",))
+
+
+def test_quick_budget_tables_warn_about_barely_trained_networks():
+    from srnas.params import load_params
+    from srnas.reports import RowSource, budget_note
+
+    bicubic = RowSource("Bicubic", 2, "b.json", method="Bicubic", key="y")
+    ours = RowSource("DLSR, searched by srnas (seed 0)", 2, "d.json", trained=True)
+    quick = load_params("params.yaml")
+    paper = load_params("params.yaml", ["budget=paper"])
+    assert budget_note(quick, [bicubic]) == []          # nothing trained: nothing to warn about
+    assert budget_note(paper, [bicubic, ours]) == []
+    (note,) = budget_note(quick, [bicubic, ours])
+    assert "quick" in note and "budget=paper" in note
+    text = render(TINY, [], preamble=[note])
+    assert text.splitlines()[1:6] == ["", "caption", "", note, ""]

@@ -396,7 +396,7 @@ def _rows(params, methods: set[str], scales: set[int], *, seeds_apart: bool = Fa
             if scale in scales:
                 rows.append(RowSource(job.label, scale, RECIPE.eval_file(job.run, scale), method=method,
                                       complexity=RECIPE.complexity_file(job.run, scale),
-                                      what=f"trained at this budget, run `{job.run}`"))
+                                      what=f"trained at this budget, run `{job.run}`", trained=True))
     if params.get("dlsr.released_weights") is not None and not seeds_apart and 2 in scales:
         for name, (_, method) in RELEASED.items():
             if method not in methods:

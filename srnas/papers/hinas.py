@@ -62,7 +62,7 @@ from srnas.papers.hinas_tables import (
 )
 from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
 from srnas.recipe import Measurement, Recipe, RetrainJob, split_images
-from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec, measured
+from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec, budget_note, measured
 
 PAPER = "hinas"
 SEARCH_SCALE = 4          # the released code searches at x4 (FACTS.md §3)
@@ -439,7 +439,7 @@ def _job_rows(params, scales: set[int], method_of) -> list[RowSource]:
                     job.label, scale, RECIPE.eval_file(job.run, scale), method=method,
                     complexity=RECIPE.complexity_file(job.run, scale),
                     what=f"trained at this budget, run `{job.run}`, common protocol; Params and "
-                         f"Multi-Adds of the genotype at width 16 with the paper decoder"))
+                         f"Multi-Adds of the genotype at width 16 with the paper decoder", trained=True))
     return rows
 
 
@@ -457,8 +457,10 @@ def _rendered(printed, rows_fn, title: str, extra: list[str]):
     def render_table(params) -> str:
         from srnas.tables import render
 
-        rows, sets = measured(params, rows_fn(params))
-        return render(printed, rows, title=title, extra_sets=sets, footer=[PROTOCOL_NOTE, *extra])
+        sources = rows_fn(params)
+        rows, sets = measured(params, sources)
+        return render(printed, rows, title=title, extra_sets=sets, footer=[PROTOCOL_NOTE, *extra],
+                      preamble=budget_note(params, sources))
 
     def inputs(params) -> list[str]:
         return [f for src in rows_fn(params) for f in src.files()]
@@ -609,7 +611,7 @@ def _cross_rows(params) -> list[RowSource]:
             rows.append(RowSource(src.label, src.scale, src.result, method=None, complexity=src.complexity,
                                   what=src.what + "; HiNAS's printed numbers follow its own protocol "
                                        "(BGR-order Y, no shave, no rounding) and are in "
-                                       "results/hinas/table12.md, not here"))
+                                       "results/hinas/table12.md, not here", trained=True))
     return rows
 
 
