@@ -118,6 +118,19 @@ def test_cell_sharing_uses_fewer_cells_and_params_and_less_memory():
     assert again["saved_activation_bytes"] == shared["saved_activation_bytes"]   # deterministic
 
 
+@pytest.mark.parametrize("layers", [1, 2, 3, 5, 8])
+def test_cell_counts_bound_the_sharing_saving_at_seven_thirds(layers):
+    # Counted by hand from Figure 2: layer 0 has levels {0, 1}, every later layer {0, 1, 2}.
+    # Cell sharing: one cell per level. Eq. 6: one cell per incoming path; a level is reached
+    # from the levels next to it that exist in the previous layer (layer 1: 2 + 2 + 1 paths,
+    # later layers: 2 + 3 + 2), so the ratio tends to 7/3, never to the paper's 3.
+    shared = build_supernet("hinas", 4, width=4, layers=layers, nodes=2, cell_sharing=True)
+    separate = build_supernet("hinas", 4, width=4, layers=layers, nodes=2, cell_sharing=False)
+    assert shared.cell_count() == 2 + 3 * (layers - 1)
+    assert separate.cell_count() == 2 + (5 if layers > 1 else 0) + 7 * max(layers - 2, 0)
+    assert separate.cell_count() / shared.cell_count() < 7 / 3
+
+
 def test_derived_network_residual_and_decoders():
     x = torch.rand(1, 3, 8, 8) * 255
     torch.manual_seed(0)
