@@ -17,16 +17,24 @@ ENV = {**os.environ, "SRNAS_MLFLOW": "0", "PYTHONPATH": str(ROOT), "OMP_NUM_THRE
 
 
 class StageRunner:
-    """``cmd(module, *args)``: a stage command line with the paper's tiny ``--set`` overrides."""
+    """``cmd(module, *args)``: a stage command line with one paper's tiny ``--set`` overrides."""
 
-    def __init__(self, overrides: Sequence[str]):
+    def __init__(self, paper: str, overrides: Sequence[str]):
+        self.paper = paper
         self.overrides = list(overrides)
 
     def cmd(self, module: str, *args: str, extra=()) -> list[str]:
         sets = [w for kv in (*self.overrides, *extra) for w in ("--set", kv)]
         return [sys.executable, "-m", module, "--params", str(ROOT / "params.yaml"), *sets, *args]
 
-    def prepare(self, work: Path, paper: str) -> Path:
+    def search(self, checkpoints: str, out: str, *, variant: str | None = None, seed: int = 0,
+               extra=()) -> list[str]:
+        """The search stage on the prepared data/hr, data/lr and split.json."""
+        return self.cmd("pipeline.search", "--paper", self.paper, "--variant", variant or self.paper,
+                        "--seed", str(seed), "--hr", "data/hr", "--lr", "data/lr", "--split", "split.json",
+                        "--checkpoints", checkpoints, "--out", out, extra=extra)
+
+    def prepare(self, work: Path) -> Path:
         """Tiny local training images -> data/hr, data/lr and the paper's split.json."""
         from PIL import Image
 
@@ -39,7 +47,7 @@ class StageRunner:
         local = [f"data.local.train_hr={photos}"]
         run(self.cmd("pipeline.prepare_data", "--out", "data/hr", "--no-progress", extra=local), work)
         run(self.cmd("pipeline.make_lr", "--hr", "data/hr", "--out", "data/lr", "--no-progress"), work)
-        run(self.cmd("pipeline.split", "--paper", paper, "--hr", "data/hr", "--out", "split.json",
+        run(self.cmd("pipeline.split", "--paper", self.paper, "--hr", "data/hr", "--out", "split.json",
                      extra=local), work)
         return work
 

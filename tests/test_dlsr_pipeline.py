@@ -22,26 +22,23 @@ TINY = [  # tiny supernet and budget so a search takes seconds
     "dlsr.budgets.quick.retrain.patch_hr=[32,48,64]", "dlsr.budgets.quick.retrain.checkpoint_every=4",
     "dlsr.budgets.quick.retrain.halve_every=8",
 ]
-RUNNER = StageRunner(TINY)
-_cmd, _run, _run_killed = RUNNER.cmd, run, run_killed
+RUNNER = StageRunner("dlsr", TINY)
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    return RUNNER.prepare(tmp_path_factory.mktemp("dlsr"), "dlsr")
+    return RUNNER.prepare(tmp_path_factory.mktemp("dlsr"))
 
 
-def _search(workdir, name):
-    return _cmd("pipeline.search", "--paper", "dlsr", "--variant", "dlsr", "--seed", "0",
-                "--hr", "data/hr", "--lr", "data/lr", "--split", "split.json",
-                "--checkpoints", f"ckpt/{name}", "--out", f"search_{name}")
+def _search(name):
+    return RUNNER.search(f"ckpt/{name}", f"search_{name}")
 
 
 def test_search_killed_and_resumed_equals_uninterrupted(workdir):
-    _run(_search(workdir, "straight"), workdir)
-    _run_killed(_search(workdir, "resumed"), workdir, workdir / "ckpt/resumed")
+    run(_search("straight"), workdir)
+    run_killed(_search("resumed"), workdir, workdir / "ckpt/resumed")
     assert not (workdir / "search_resumed").exists()  # no half-written output
-    _run(_search(workdir, "resumed"), workdir)
+    run(_search("resumed"), workdir)
     a = read_json(workdir / "search_straight/result.json")
     b = read_json(workdir / "search_resumed/result.json")
     assert a["alpha"] == b["alpha"] and a["genotype"] == b["genotype"] and a["snapshots"] == b["snapshots"]
@@ -50,22 +47,22 @@ def test_search_killed_and_resumed_equals_uninterrupted(workdir):
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert "12" in a["snapshots"]
 
-    _run(_cmd("pipeline.derive", "--paper", "dlsr", "--search", "search_straight", "--out", "g.json"), workdir)
+    run(RUNNER.cmd("pipeline.derive", "--paper", "dlsr", "--search", "search_straight", "--out", "g.json"), workdir)
     assert read_json(workdir / "g.json") == a["genotype"]
 
 
 def _retrain(name):
-    return _cmd("pipeline.retrain", "--paper", "dlsr", "--variant", "dlsr", "--seed", "0",
+    return RUNNER.cmd("pipeline.retrain", "--paper", "dlsr", "--variant", "dlsr", "--seed", "0",
                 "--genotype", str(ROOT / "srnas/genotypes/dlsr.json"), "--scale", "2",
                 "--hr", "data/hr", "--lr", "data/lr", "--split", "split.json",
                 "--checkpoints", f"ckpt/r_{name}", "--out", f"model_{name}.pt")
 
 
 def test_retrain_killed_and_resumed_equals_uninterrupted_and_evaluates(workdir):
-    _run(_retrain("straight"), workdir)
-    _run_killed(_retrain("resumed"), workdir, workdir / "ckpt/r_resumed")
+    run(_retrain("straight"), workdir)
+    run_killed(_retrain("resumed"), workdir, workdir / "ckpt/r_resumed")
     assert not (workdir / "model_resumed.pt").exists()
-    _run(_retrain("resumed"), workdir)
+    run(_retrain("resumed"), workdir)
     a = torch.load(workdir / "model_straight.pt", weights_only=True)
     b = torch.load(workdir / "model_resumed.pt", weights_only=True)
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
@@ -74,7 +71,7 @@ def test_retrain_killed_and_resumed_equals_uninterrupted_and_evaluates(workdir):
     bench = workdir / "bench/Tiny/HR"
     bench.mkdir(parents=True)
     shutil.copyfile(workdir / "data/hr/train/local_img0.png", bench / "img0.png")
-    _run(_cmd("pipeline.evaluate", "--model", "trained", "--weights", "model_straight.pt", "--scale", "2",
+    run(RUNNER.cmd("pipeline.evaluate", "--model", "trained", "--weights", "model_straight.pt", "--scale", "2",
               "--benchmark-root", "bench", "--out", "eval.json"), workdir)
     result = read_json(workdir / "eval.json")
     assert result["Tiny"]["n"] == 1 and 5 < result["Tiny"]["psnr"] < 60
@@ -82,11 +79,9 @@ def test_retrain_killed_and_resumed_equals_uninterrupted_and_evaluates(workdir):
 
 @pytest.mark.parametrize("variant, has_beta", [("dlsr-b", False), ("dlsr-l1", True)])
 def test_ablation_variants_are_params_switches(workdir, variant, has_beta):
-    cmd = _cmd("pipeline.search", "--paper", "dlsr", "--variant", variant, "--seed", "1",
-               "--hr", "data/hr", "--lr", "data/lr", "--split", "split.json",
-               "--checkpoints", f"ckpt/{variant}", "--out", f"search_{variant}",
-               extra=["dlsr.budgets.quick.search.steps=6", "dlsr.budgets.quick.search.snapshot_steps=[]"])
-    _run(cmd, workdir)
+    cmd = RUNNER.search(f"ckpt/{variant}", f"search_{variant}", variant=variant, seed=1,
+                        extra=["dlsr.budgets.quick.search.steps=6", "dlsr.budgets.quick.search.snapshot_steps=[]"])
+    run(cmd, workdir)
     result = read_json(workdir / f"search_{variant}/result.json")
     state = torch.load(workdir / f"search_{variant}/supernet.pt", weights_only=True)
     assert ("beta" in state) == has_beta
@@ -95,8 +90,7 @@ def test_ablation_variants_are_params_switches(workdir, variant, has_beta):
 
 
 def test_unknown_variant_is_a_clear_error(workdir):
-    cmd = _cmd("pipeline.search", "--paper", "dlsr", "--variant", "dlsr-x", "--seed", "0", "--hr", "data/hr",
-               "--lr", "data/lr", "--split", "split.json", "--checkpoints", "ckpt/x", "--out", "sx")
+    cmd = RUNNER.search("ckpt/x", "sx", variant="dlsr-x")
     proc = subprocess.run(cmd, cwd=workdir, env=ENV, capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown variant 'dlsr-x'" in proc.stderr
     assert not (workdir / "sx").exists()

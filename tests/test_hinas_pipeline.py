@@ -23,19 +23,12 @@ TINY = [  # tiny supernet and budget so a search takes seconds
     f"{Q}.retrain.checkpoint_every=4", "hinas.measure.layers=[2]", "hinas.measure.patch_hr=32",
     "hinas.measure.batch_size=1", "hinas.measure.repeats=1",
 ]
-RUNNER = StageRunner(TINY)
-_cmd, _run, _run_killed = RUNNER.cmd, run, run_killed
+RUNNER = StageRunner("hinas", TINY)
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    return RUNNER.prepare(tmp_path_factory.mktemp("hinas"), "hinas")
-
-
-def _search(name, out):
-    return _cmd("pipeline.search", "--paper", "hinas", "--variant", "hinas", "--seed", "0",
-                "--hr", "data/hr", "--lr", "data/lr", "--split", "split.json",
-                "--checkpoints", f"ckpt/{name}", "--out", out)
+    return RUNNER.prepare(tmp_path_factory.mktemp("hinas"))
 
 
 def test_split_has_the_three_hinas_parts(workdir):
@@ -45,10 +38,10 @@ def test_split_has_the_three_hinas_parts(workdir):
 
 def test_search_resumed_equals_uninterrupted_then_retrain_evaluate_and_tables(workdir):
     straight = "results/hinas/search/hinas_s0"
-    _run(_search("straight", straight), workdir)
-    _run_killed(_search("resumed", "search_resumed"), workdir, workdir / "ckpt/resumed")
+    run(RUNNER.search("ckpt/straight", straight), workdir)
+    run_killed(RUNNER.search("ckpt/resumed", "search_resumed"), workdir, workdir / "ckpt/resumed")
     assert not (workdir / "search_resumed").exists()  # no half-written output
-    _run(_search("resumed", "search_resumed"), workdir)
+    run(RUNNER.search("ckpt/resumed", "search_resumed"), workdir)
     a = read_json(workdir / straight / "result.json")
     b = read_json(workdir / "search_resumed/result.json")
     for key in ("alpha", "beta", "genotype", "final_genotype", "best_step", "best_score", "chosen"):
@@ -61,11 +54,11 @@ def test_search_resumed_equals_uninterrupted_then_retrain_evaluate_and_tables(wo
     assert [h["step"] for h in history if h["kind"] == "eval"] == [6, 9, 12]
 
     genotype = "results/hinas/genotypes/hinas_s0.json"
-    _run(_cmd("pipeline.derive", "--paper", "hinas", "--search", straight, "--out", genotype), workdir)
+    run(RUNNER.cmd("pipeline.derive", "--paper", "hinas", "--search", straight, "--out", genotype), workdir)
     assert read_json(workdir / genotype) == a["genotype"]
 
     model = "results/hinas/models/hinas_s0_x2.pt"
-    _run(_cmd("pipeline.retrain", "--paper", "hinas", "--variant", "hinas", "--seed", "0",
+    run(RUNNER.cmd("pipeline.retrain", "--paper", "hinas", "--variant", "hinas", "--seed", "0",
               "--genotype", genotype, "--scale", "2", "--hr", "data/hr", "--lr", "data/lr",
               "--split", "split.json", "--checkpoints", "ckpt/r", "--out", model), workdir)
     blob = torch.load(workdir / model, weights_only=True)
@@ -74,21 +67,21 @@ def test_search_resumed_equals_uninterrupted_then_retrain_evaluate_and_tables(wo
     bench = workdir / "bench/Tiny/HR"
     bench.mkdir(parents=True)
     shutil.copyfile(workdir / "data/hr/train/local_img0.png", bench / "img0.png")
-    _run(_cmd("pipeline.evaluate", "--model", "trained", "--weights", model, "--scale", "2",
+    run(RUNNER.cmd("pipeline.evaluate", "--model", "trained", "--weights", model, "--scale", "2",
               "--benchmark-root", "bench", "--out", "results/hinas/eval/hinas_s0_x2.json"), workdir)
     result = read_json(workdir / "results/hinas/eval/hinas_s0_x2.json")
     assert result["Tiny"]["n"] == 1 and 5 < result["Tiny"]["psnr"] < 60
-    _run(_cmd("pipeline.complexity", "--arch", genotype, "--scale", "2",
+    run(RUNNER.cmd("pipeline.complexity", "--arch", genotype, "--scale", "2",
               "--out", "results/hinas/complexity/hinas_s0_x2.json"), workdir)
 
-    _run(_cmd("pipeline.measure", "--paper", "hinas", "--measurement", "search_memory",
+    run(RUNNER.cmd("pipeline.measure", "--paper", "hinas", "--measurement", "search_memory",
               "--out", "results/hinas/search_memory.json"), workdir)
     mem = read_json(workdir / "results/hinas/search_memory.json")
     assert mem["ratios"]["2"]["saved_activations"] > 1.0
     assert [c["cells"] for c in mem["configs"]] == [5, 7]
 
     for table in ("search_cost", "table12", "table9", "table2"):
-        _run(_cmd("pipeline.render_table", "--table", f"hinas/{table}",
+        run(RUNNER.cmd("pipeline.render_table", "--table", f"hinas/{table}",
                   "--out", f"results/hinas/{table}.md"), workdir)
     cost = (workdir / "results/hinas/search_cost.md").read_text()
     assert "12.6" in cost and "Eq. 6" in cost and "x |" in cost
