@@ -12,7 +12,7 @@ import shlex
 
 import yaml
 
-from srnas.dag import all_stages
+from srnas.dag import all_stages, declared_values
 from srnas.params import flatten, load_params
 
 configfile: "params.yaml"
@@ -60,8 +60,12 @@ for _s in STAGES:
         name: _s.name
         input: _s.all_deps
         output: [directory(o) if o in _s.out_dirs else o for o in _s.outs]
-        params: cmd=_s.cmd, values=_declared(_s.params), extra=_set_args(_s.params)
+        # values: canonical JSON, so that only a changed value of a key the stage reads (not
+        # the key order --config leaves in `config`) reruns the rule.
+        params: cmd=_s.base_cmd, values=declared_values(_CONFIG, _s.params), extra=_set_args(_s.params)
         log: _s.log
         threads: _s.threads
         resources: mem_mb=_s.mem_mb, runtime=_s.runtime, gpu=_s.gpu if _GPU_OK else 0
-        shell: "{params.cmd} {params.extra} 2>&1 | tee {log}"
+        # dvc.yaml's command ends in `--threads <declared>`; here Snakemake's {threads}, the
+        # same value unless --cores is smaller (then the stage uses what it was given).
+        shell: "{params.cmd} --threads {threads} {params.extra} 2>&1 | tee {log}"

@@ -43,10 +43,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     params = _cli.params_from(args, KEYS)
+    arch_file = args.arch if args.arch.endswith(".json") or Path(args.arch).is_file() else None
+    outputs = _cli.claim(inputs={"--arch": arch_file}, files={"--out": args.out})
     model, convention, paper = build(args.arch, args.scale)
     result = measure(model, args.scale, args.convention or convention)
-    with tracking.stage_run(params, paper=paper, stage="complexity",
-                            tags={"arch": args.arch, "scale": args.scale}) as run:
+    with outputs, tracking.stage_run(params, paper=paper, stage="complexity",
+                                     tags={"arch": args.arch, "scale": args.scale}) as run:
         run.log_metrics({"params": result.params, "multi_adds": result.multi_adds})
         atomic_write_json(args.out, result.to_json())
         run.log_artifact(args.out)

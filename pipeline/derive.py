@@ -21,7 +21,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     recipe = PAPERS.get(args.paper)
     params = _cli.params_from(args, ())
-    with tracking.stage_run(params, paper=args.paper, stage="derive") as run:
+    outputs = _cli.claim(inputs={"--search": args.search}, files={"--out": args.out})
+    with outputs, tracking.stage_run(params, paper=args.paper, stage="derive") as run:
         genotype = recipe.derive(params, search=Path(args.search), out=Path(args.out), run=run)
         run.set_tag("genotype", str(genotype))
         run.set_tag("genotype_hash", genotype.short_hash)

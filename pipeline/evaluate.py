@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     params = _cli.params_from(args, KEYS)
+    outputs = _cli.claim(inputs={"--benchmark-root": args.benchmark_root, "--lr-root": args.lr_root,
+                                 "--weights": args.weights}, files={"--out": args.out})
     load_all()
     entry = MODELS.get(args.model)
     weights = Path(args.weights) if args.weights else None
@@ -59,11 +61,12 @@ def main(argv=None) -> int:
         switches = speed_switches(params, device)
         upscaler.amp, upscaler.channels_last = switches["amp"], switches["channels_last"]
     progress = not args.no_progress
-    with tracking.stage_run(params, paper=getattr(upscaler, "paper", entry.paper), stage="evaluate",
-                            tags={"model": args.model, "scale": args.scale, "device": str(device)},
-                            log_params={"model": args.model, "scale": args.scale, "grey": grey,
-                                        "sets": ",".join(present), "absent": ",".join(absent),
-                                        "weights": str(weights or "")}) as run:
+    with outputs, tracking.stage_run(
+            params, paper=getattr(upscaler, "paper", entry.paper), stage="evaluate",
+            tags={"model": args.model, "scale": args.scale, "device": str(device)},
+            log_params={"model": args.model, "scale": args.scale, "grey": grey,
+                        "sets": ",".join(present), "absent": ",".join(absent),
+                        "weights": str(weights or "")}) as run:
         start = time.perf_counter()
         if args.model == "bicubic":
             result = {

@@ -37,7 +37,10 @@ def main(argv=None) -> int:
         raise SrnasError(f"{args.paper}.released_weights is null: set it to 'download' or a folder")
     entries = [WEIGHTS.get(n) for n in args.names.split(",") if n]
     out = Path(args.out) / args.paper
-    with tracking.stage_run(params, paper=args.paper, stage="fetch_weights") as run, atomic_dir(out) as work:
+    outputs = _cli.claim(inputs={f"{args.paper}.released_weights": None if source == "download" else source},
+                         dirs={"--out": out})
+    with outputs, tracking.stage_run(params, paper=args.paper, stage="fetch_weights") as run, \
+            atomic_dir(out, "fetch_weights") as work:
         for entry in entries:
             local = None if source == "download" else Path(source) / entry.filename
             if local is not None and not local.is_file():

@@ -16,15 +16,20 @@ place at the end.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import sys
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from pipeline._cli import params_from, parser, run
+from pipeline._cli import claim, params_from, parser, run
 from srnas import tracking
-from srnas.data.images import read_image, sha256_file, write_png
+from srnas.data.images import read_image, set_images, set_names, sha256_file, write_png
 from srnas.errors import SrnasError
 from srnas.io import atomic_dir, atomic_write_json
 from srnas.params import Params
@@ -43,14 +48,12 @@ def find_sets(hr: Path) -> dict[str, list[Path]]:
     if not hr.is_dir():
         raise SrnasError(f"{hr}: HR folder not found; run prepare_data or prepare_benchmarks first")
     sets: dict[str, list[Path]] = {}
-    for sub in sorted(p for p in hr.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        folder = sub / "HR" if (sub / "HR").is_dir() else sub
-        files = sorted(p for p in folder.iterdir()
-                       if p.is_file() and p.suffix.lower() == ".png" and not p.name.startswith("."))
+    for name in set_names(hr):
+        files = set_images(hr, name)  # the listing prepare_benchmarks and evaluate use
         if files:
-            sets[sub.name] = files
+            sets[name] = files
         else:
-            log.info("%s: no PNG images, skipped", folder)
+            log.info("%s: no PNG images, skipped", hr / name)
     if not sets:
         raise SrnasError(f"{hr}: no image sets found (expected <set>/*.png as in data/hr/train, "
                          f"or <Set>/HR/*.png as in data/benchmarks)")
@@ -77,10 +80,59 @@ def _process(job: tuple[str, str, str, str, tuple[int, ...]]) -> dict[str, dict]
     return entries
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    _die_with_parent(parent)
     import torch
 
     torch.set_num_threads(1)  # the workers are the parallelism
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this worker when the stage process dies (Linux).
+
+    A pool's workers otherwise outlive a SIGKILLed parent and keep writing into a work
+    folder nobody will rename. If the parent is already gone (died before this ran), exit.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A spawn pool whose workers never outlive the stage.
+
+    SIGKILL of the stage: the workers' death signal (:func:`_die_with_parent`). SIGTERM
+    (what Snakemake and SLURM send first): turned into SystemExit(143) in the stage, and
+    any exit of the ``with`` by an exception terminates the workers instead of waiting for
+    their current images.
+    """
+    import multiprocessing
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_term) if main_thread else None
+    others = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(os.getpid(),))
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in set(multiprocessing.active_children()) - others:
+            child.terminate()
+        raise
+    else:
+        pool.shutdown()
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def make_lr(hr: Path, out: Path, scales: Iterable[int], *, workers: int = 1,
@@ -92,7 +144,7 @@ def make_lr(hr: Path, out: Path, scales: Iterable[int], *, workers: int = 1,
     sets = find_sets(hr)
     megapixels = 0.0
     files: dict[str, dict] = {}
-    with atomic_dir(out) as work:
+    with atomic_dir(out, "make_lr") as work:
         for set_name in sets:
             for s in scales:
                 (work / set_name / f"X{s}").mkdir(parents=True)
@@ -101,10 +153,7 @@ def make_lr(hr: Path, out: Path, scales: Iterable[int], *, workers: int = 1,
         bar = tqdm(total=len(jobs), desc="make_lr", unit="img", disable=not progress or None)
         with bar:
             if workers > 1:
-                import multiprocessing
-
-                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_worker) as pool:
+                with _pool(workers) as pool:
                     results: Iterable[dict] = pool.map(_process, jobs, chunksize=1)
                     for entries in results:
                         files.update(entries)
@@ -149,11 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SrnasError(f"--workers must be >= 1, got {args.workers}")
     params: Params = params_from(args, KEYS)
     hr, out = Path(args.hr), Path(args.out)
-    if hr.resolve() == out.resolve():
-        raise SrnasError(f"--hr and --out are the same folder ({hr}); use a separate output")
-    with tracking.stage_run(params, paper="common", stage="make_lr", tags={"hr": str(hr)},
-                            log_params={"data.scales": params.get("data.scales"), "hr": str(hr),
-                                        "out": str(out)}) as mlrun:
+    outputs = claim(inputs={"--hr": hr}, dirs={"--out": out})
+    with outputs, tracking.stage_run(params, paper="common", stage="make_lr", tags={"hr": str(hr)},
+                                     log_params={"data.scales": params.get("data.scales"),
+                                                 "hr": str(hr), "out": str(out)}) as mlrun:
         _, metrics = make_lr(hr, out, params.get("data.scales"), workers=args.workers,
                               progress=not args.no_progress)
         mlrun.log_metrics(metrics)

@@ -34,8 +34,11 @@ def main(argv=None) -> int:
     full = _cli.params_from(args)
     m = find(args.paper, args.measurement, full)
     params = full.restrict(m.keys)
-    with tracking.stage_run(params, paper=args.paper, stage="measure",
-                            tags={"measurement": m.name}) as run:
+    outputs = _cli.claim(inputs={f"input #{i + 1} of measurement {m.name}": d
+                                 for i, d in enumerate(m.deps)},
+                         files={"--out": args.out})
+    with outputs, tracking.stage_run(params, paper=args.paper, stage="measure",
+                                     tags={"measurement": m.name}) as run:
         m.run(params, Path(args.out), run)
         run.log_artifact(args.out)
     return 0

@@ -19,9 +19,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline._cli import params_from, parser, run
+from pipeline._cli import claim, params_from, parser, run
 from srnas import tracking
-from srnas.data.images import read_image, sha256_file, write_png
+from srnas.data.images import read_image, set_images, sha256_file, write_png
 from srnas.data.sources import sample_test_images
 from srnas.errors import SrnasError
 from srnas.io import atomic_dir, atomic_write_json
@@ -50,16 +50,11 @@ def _find(root: Path, name: str) -> tuple[list[Path], str] | str:
     folder = root / name
     if not folder.is_dir():
         return f"{folder} not found"
-    for layout in (folder / "HR", folder):
-        files = sorted(p for p in layout.iterdir()
-                       if p.is_file() and p.suffix.lower() == ".png" and not p.name.startswith(".")
-                       ) if layout.is_dir() else []
-        if files:
-            break
-    else:
+    files = set_images(root, name)  # the listing make_lr and evaluate use
+    if not files:
         return (f"no PNG images in {folder}/HR or {folder} (the two layouts read: "
                 f"<root>/{name}/HR/*.png, else <root>/{name}/*.png)")
-    return files, str(layout.relative_to(root)) + "/*.png"
+    return files, str(files[0].parent.relative_to(root)) + "/*.png"
 
 
 def prepare(params: Params, out: Path, *, progress: bool = True) -> tuple[dict, dict[str, float]]:
@@ -103,8 +98,8 @@ def prepare(params: Params, out: Path, *, progress: bool = True) -> tuple[dict, 
               f"(which provides the {SAMPLE_SET} set)")
     total = sum(len(items) for *_, items in jobs)
     present: dict[str, dict] = {}
-    with atomic_dir(out) as work, tqdm(total=total, desc="prepare_benchmarks", unit="img",
-                                       disable=not progress or None) as bar:
+    with atomic_dir(out, "prepare_benchmarks") as work, \
+            tqdm(total=total, desc="prepare_benchmarks", unit="img", disable=not progress or None) as bar:
         for name, description, layout, items in jobs:
             files = {}
             for stem, origin, read in items:
@@ -147,8 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     params = params_from(args, KEYS)
     out = Path(args.out)
-    with tracking.stage_run(params, paper="common", stage="prepare_benchmarks",
-                            log_params={k: params.get(k) for k in KEYS}) as mlrun:
+    outputs = claim(inputs={"data.benchmark_root": params.get("data.benchmark_root")},
+                    dirs={"--out": out})
+    with outputs, tracking.stage_run(params, paper="common", stage="prepare_benchmarks",
+                                     log_params={k: params.get(k) for k in KEYS}) as mlrun:
         manifest, metrics = prepare(params, out, progress=not args.no_progress)
         mlrun.log_metrics(metrics)
         mlrun.set_tag("benchmarks_present", ",".join(manifest["present"]))

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline._cli import params_from, parser, run
+from pipeline._cli import claim, params_from, parser, run
 from srnas import tracking
 from srnas.data.images import sha256_file, write_png
 from srnas.data.sources import Archive, open_source
@@ -37,7 +37,7 @@ def prepare(params: Params, out: Path, *, archives: Sequence[Archive] | None = N
     from tqdm import tqdm
 
     start = time.perf_counter()
-    with open_source(params, archives=archives, progress=progress) as source, atomic_dir(out) as work:
+    with open_source(params, archives=archives, progress=progress) as source, atomic_dir(out, "prepare_data") as work:
         files: dict[str, dict] = {}
         counts = {"train": 0, "valid": 0}
         pixels = 0
@@ -74,6 +74,16 @@ def prepare(params: Params, out: Path, *, archives: Sequence[Archive] | None = N
     return manifest, metrics
 
 
+def source_folders(params: Params) -> dict[str, str | None]:
+    """The folders the configured source reads (and, for div2k, downloads into)."""
+    kind = params.get("data.source")
+    if kind == "local":
+        return {k: params.get(k) for k in ("data.local.train_hr", "data.local.valid_hr")}
+    if kind == "div2k":
+        return {"data.download_dir": params.get("data.download_dir")}
+    return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output folder (e.g. data/hr)")
@@ -81,9 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     params = params_from(args, KEYS)
     out = Path(args.out)
-    with tracking.stage_run(params, paper="common", stage="prepare_data",
-                            tags={"data_source": params.get("data.source")},
-                            log_params={k: params.get(k) for k in KEYS}) as mlrun:
+    outputs = claim(inputs=source_folders(params), dirs={"--out": out})
+    with outputs, tracking.stage_run(params, paper="common", stage="prepare_data",
+                                     tags={"data_source": params.get("data.source")},
+                                     log_params={k: params.get(k) for k in KEYS}) as mlrun:
         _, metrics = prepare(params, out, progress=not args.no_progress)
         mlrun.log_metrics(metrics)
         mlrun.log_artifact(out / "manifest.json")

@@ -19,10 +19,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     load_all()
     spec = TABLES.get(args.table)
-    params = _cli.params_from(args, spec.params)
+    full = _cli.params_from(args)
+    params = full.restrict(spec.params)
+    inputs = {f"input #{i + 1} of table {args.table}": path for i, path in enumerate(spec.inputs(full))}
+    outputs = _cli.claim(inputs=inputs, files={"--out": args.out})
     text = render_spec(spec, params)
-    with tracking.stage_run(params, paper=spec.experiment, stage="render_table",
-                            tags={"table": args.table}) as run:
+    with outputs, tracking.stage_run(params, paper=spec.experiment, stage="render_table",
+                                     tags={"table": args.table}) as run:
         atomic_write_text(args.out, text)
         run.log_artifact(args.out)
     print(f"wrote {args.out}")

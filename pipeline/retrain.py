@@ -32,9 +32,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     recipe = PAPERS.get(args.paper)
     params = _cli.params_from(args, recipe.retrain_keys())
+    outputs = _cli.claim(inputs={"--genotype": args.genotype, "--hr": args.hr, "--lr": args.lr,
+                                 "--split": args.split, "--init": args.init,
+                                 "--checkpoints": args.checkpoints}, files={"--out": args.out})
     split = read_split(args.split)
-    with tracking.stage_run(params, paper=args.paper, stage="retrain",
-                            tags={"variant": args.variant, "seed": args.seed, "scale": args.scale}) as run:
+    with outputs, tracking.stage_run(params, paper=args.paper, stage="retrain",
+                                     tags={"variant": args.variant, "seed": args.seed,
+                                           "scale": args.scale},
+                                     resume_dir=args.checkpoints) as run:
         recipe.retrain(params, variant=args.variant, seed=args.seed, genotype=Path(args.genotype),
                        scale=args.scale, split=split, data=(Path(args.hr), Path(args.lr)),
                        init=Path(args.init) if args.init else None, out=Path(args.out),

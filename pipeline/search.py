@@ -32,10 +32,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     recipe = PAPERS.get(args.paper)
     params = _cli.params_from(args, recipe.search_keys())
+    outputs = _cli.claim(inputs={"--hr": args.hr, "--lr": args.lr, "--split": args.split,
+                                 "--checkpoints": args.checkpoints}, dirs={"--out": args.out})
     split = read_split(args.split)
-    with tracking.stage_run(params, paper=args.paper, stage="search",
-                            tags={"variant": args.variant, "seed": args.seed}) as run, \
-            atomic_dir(args.out) as work:
+    with outputs, tracking.stage_run(params, paper=args.paper, stage="search",
+                                     tags={"variant": args.variant, "seed": args.seed},
+                                     resume_dir=args.checkpoints) as run, \
+            atomic_dir(args.out, "search") as work:
         recipe.search(params, variant=args.variant, seed=args.seed, split=split,
                       data=(Path(args.hr), Path(args.lr)), out=Path(work),
                       checkpoints=Path(args.checkpoints), run=run)

@@ -28,13 +28,14 @@ def main(argv=None) -> int:
     PAPERS.get(args.paper)
     params = _cli.params_from(args, keys(args.paper))
     hr = Path(args.hr)
+    outputs = _cli.claim(inputs={"--hr": hr}, files={"--out": args.out})
     files = [f.name for f in list_images(hr / "train", what="training images")]
     if (hr / "valid").is_dir():
         files += [f.name for f in list_images(hr / "valid", what="validation images")]
     split = make_split(files, params.get(f"{args.paper}.split"), params.get("data.source"),
                        paper=args.paper)
     manifest = split.manifest()
-    with tracking.stage_run(params, paper=args.paper, stage="split") as run:
+    with outputs, tracking.stage_run(params, paper=args.paper, stage="split") as run:
         run.log_metrics({f"n_{name}": len(v) for name, v in split.items()})
         atomic_write_json(args.out, manifest)
         run.log_artifact(args.out)

@@ -4,8 +4,10 @@
     python -m pipeline.stages dvc > dvc.yaml  # regenerate dvc.yaml after adding a paper
     python -m pipeline.stages check           # exit 1 if dvc.yaml drifted from the table
 
-dvc.yaml is generated for the params in params.yaml (its stage set depends on data.scales);
-the Snakefile builds its rules from the same table at run time.
+dvc.yaml is generated for the params in params.yaml (its stage set depends on data.scales,
+the seeds, variants, published genotypes and released weights); every stage that DVC runs
+refuses a dvc.yaml that no longer matches (srnas.dag.check_dvc_file). The Snakefile builds
+its rules from the same table at run time.
 """
 
 from __future__ import annotations

@@ -10,11 +10,14 @@ newest ``keep``. Every file records the run's config fingerprint (sha256 of the 
 JSON of the config, :func:`fingerprint`); resuming with a different config is refused with
 an error naming the file: delete the folder (or point the run at another one) to start over.
 Checkpoint folders live outside a stage's declared outputs (Snakemake and DVC delete
-declared outputs before rerunning a stage).
+declared outputs before rerunning a stage). A stage's folder also holds ``mlflow_run.json``,
+the id of the MLflow run its checkpoints belong to (:func:`resume_listener`,
+srnas.tracking); archiving a stale folder takes that file along, so the rerun gets a new run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -22,7 +25,7 @@ import os
 import random
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +35,9 @@ import torch
 from srnas.errors import SrnasError
 from srnas.io import atomic_path
 
-__all__ = ["Checkpointer", "canonical_json", "fingerprint", "load_checkpoint", "rng_state",
-           "save_checkpoint", "set_rng_state"]
+__all__ = ["Checkpointer", "canonical_json", "check_finite_tensors", "fingerprint",
+           "load_checkpoint", "nonfinite_tensors", "resume_listener", "rng_state", "save_checkpoint",
+           "set_rng_state"]
 
 log = logging.getLogger("srnas.checkpoint")
 
@@ -106,6 +110,43 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------------------
+# Finite weights
+# ----------------------------------------------------------------------------------------
+# A NaN or inf in a weight never heals: every output it touches is NaN, which the uint8
+# conversion for metrics then turns into a plausible-looking grey level. Every loader of
+# weights (released, trained model files, resumed checkpoints) rejects them up front.
+
+def nonfinite_tensors(obj: Any, prefix: str = "") -> list[tuple[str, int]]:
+    """(dotted name, count of NaN/inf values) of every floating tensor in nested dicts and
+    lists that is not all finite. Integer tensors (RNG states, counters) cannot hold NaN."""
+    if torch.is_tensor(obj):
+        if obj.is_floating_point() or obj.is_complex():
+            bad = int((~torch.isfinite(obj)).sum())
+            if bad:
+                return [(prefix or "<tensor>", bad)]
+        return []
+    items: Any = ()
+    if isinstance(obj, Mapping):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    found = []
+    for key, value in items:
+        found += nonfinite_tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    return found
+
+
+def check_finite_tensors(obj: Any, where: str, what: str = "tensor") -> None:
+    """SrnasError naming ``where`` and the first non-finite tensors of ``obj``."""
+    bad = nonfinite_tensors(obj)
+    if bad:
+        shown = ", ".join(f"{name} ({n} NaN/inf values)" for name, n in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise SrnasError(f"{where}: non-finite {what}: {shown}{more}; the weights are "
+                         f"damaged or come from a diverged run: do not use them")
+
+
+# ----------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------
 
@@ -119,7 +160,8 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint onto the CPU with ``weights_only=True``; SrnasError when the file is
-    missing, truncated, corrupt or holds anything but plain data."""
+    missing, truncated, corrupt, holds anything but plain data, or holds a NaN/inf tensor
+    (:meth:`Checkpointer.latest` then resumes from an older file, with a warning)."""
     path = Path(path)
     if not path.is_file():
         raise SrnasError(f"{path}: checkpoint not found")
@@ -131,7 +173,35 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise SrnasError(f"{path}: not a checkpoint (holds a {type(state).__name__}, "
                          f"expected a dict); delete it")
+    check_finite_tensors(state, str(path), "checkpoint tensor")
     return state
+
+
+# The MLflow run of a stage follows its checkpoints (srnas.tracking.stage_run): continued
+# when the loop resumes from one, a new run when it starts over (nothing saved yet, or the
+# folder archived as stale). Only the loop knows which, once it has its config fingerprint,
+# so Checkpointer.resume reports the decision to whoever listens on that folder.
+_resume_listeners: list[tuple[Path, Callable[[int | None], None]]] = []
+
+
+@contextlib.contextmanager
+def resume_listener(directory: str | os.PathLike,
+                    callback: Callable[[int | None], None]) -> Iterator[None]:
+    """Within the ``with``, every :meth:`Checkpointer.resume` on ``directory`` calls
+    ``callback(step)``: the step it resumes from, or None for a fresh start."""
+    entry = (Path(directory).resolve(), callback)
+    _resume_listeners.append(entry)
+    try:
+        yield
+    finally:
+        _resume_listeners.remove(entry)
+
+
+def _tell_listeners(directory: Path, step: int | None) -> None:
+    where = directory.resolve()
+    for folder, callback in list(_resume_listeners):
+        if folder == where:
+            callback(step)
 
 
 class Checkpointer:
@@ -219,6 +289,7 @@ class Checkpointer:
             raise RuntimeError("Checkpointer.bind(config) must be called before resume()")
         found = self.latest()
         if found is None:
+            _tell_listeners(self.directory, None)
             return None
         path, state = found
         if state.get("fingerprint") != self.fingerprint and self.on_mismatch == "archive":
@@ -229,6 +300,7 @@ class Checkpointer:
             os.replace(self.directory, stale)
             log.warning("%s holds checkpoints of a different config; moved to %s, starting over",
                         self.directory, stale)
+            _tell_listeners(self.directory, None)
             return None
         if state.get("fingerprint") != self.fingerprint:
             raise SrnasError(
@@ -237,4 +309,5 @@ class Checkpointer:
                 f"refusing to resume from it. Delete {self.directory} to start over, or use "
                 f"another checkpoint folder. Stored config: {state.get('config')}")
         log.info("resuming from %s (step %d)", path, state["step"])
+        _tell_listeners(self.directory, int(state["step"]))
         return state

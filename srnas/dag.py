@@ -12,10 +12,16 @@ Rules of the game (what keeps Snakemake and DVC in agreement):
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from srnas import catalog
+from srnas.errors import SrnasError
 from srnas.params import Params
 
 PARAMS_FILE = "params.yaml"
@@ -37,9 +43,17 @@ class Stage:
     out_dirs: tuple[str, ...] = ()   # which outs are folders (Snakemake directory())
 
     @property
-    def cmd(self) -> str:
+    def base_cmd(self) -> str:
+        """The command line without its ``--threads`` (the Snakefile appends Snakemake's value)."""
         words = ["python", "-m", self.module, "--params", PARAMS_FILE, *self.args]
         return " ".join(shlex.quote(w) for w in words)
+
+    @property
+    def cmd(self) -> str:
+        """The command line, ending in ``--threads <threads>``: a stage uses exactly the
+        threads its rule declares (DVC runs one command at a time; Snakemake gives
+        ``{threads}``, the same value when ``--cores`` allows it)."""
+        return f"{self.base_cmd} --threads {self.threads}"
 
     @property
     def all_deps(self) -> list[str]:
@@ -69,8 +83,7 @@ def stage_factory(owner: str) -> Callable[[StageFactory], StageFactory]:
 
 
 def all_stages(params: Params) -> list[Stage]:
-    import srnas.papers  # noqa: F401  (registers every paper's stages)
-
+    catalog.load()  # the papers register their stage factories
     stages: list[Stage] = []
     for _, factory in _FACTORIES:
         stages.extend(factory(params))
@@ -97,3 +110,52 @@ def dvc_yaml(stages: Iterable[Stage]) -> dict:
         entry["outs"] = list(s.outs)
         out["stages"][s.name] = entry
     return out
+
+
+def declared_values(config: Mapping[str, Any], keys: Iterable[str]) -> str:
+    """The values of the dotted ``config`` keys at or under ``keys``, as canonical JSON.
+
+    This is what a Snakemake rule's ``params`` record: Snakemake compares their repr, and a
+    dict's repr follows insertion order, which depends on how ``--config`` merged into
+    params.yaml. Sorted JSON changes only when a value the stage reads changes.
+    """
+    keys = tuple(keys)
+    picked = {k: v for k, v in config.items() if any(k == d or k.startswith(d + ".") for d in keys)}
+    return json.dumps(picked, sort_keys=True, separators=(",", ":"))
+
+
+REGENERATE = "python -m pipeline.stages --params params.yaml dvc > dvc.yaml"
+
+
+def check_dvc_file(path: str | os.PathLike, params: Params) -> None:
+    """Raise unless the dvc.yaml at ``path`` describes the stages of ``params``.
+
+    dvc.yaml is generated for the params of the time, and editing e.g. ``dlsr.seeds``,
+    ``data.scales`` or ``*.released_weights`` changes the set of stages; `dvc repro` on the
+    old file would run the old DAG and report success. Every stage that DVC starts (DVC sets
+    ``DVC_STAGE``) calls this before any work, and every key that shapes the stage set is
+    read by some stage (tests/test_reliability_dag.py), so such an edit stops the next
+    `dvc repro` at its first stage with this message.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        found = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SrnasError(f"{path}: cannot read it ({exc}); regenerate it with `{REGENERATE}`") from None
+    expected = dvc_yaml(all_stages(params))
+    if found != expected:
+        have = set((found or {}).get("stages") or {}) if isinstance(found, dict) else set()
+        want = set(expected["stages"])
+        diff = "; ".join(filter(None, [
+            f"missing stages: {_some([n for n in expected['stages'] if n not in have])}" if want - have else "",
+            f"stages no longer in the table: {_some(sorted(have - want))}" if have - want else "",
+        ])) or "stage definitions differ"
+        raise SrnasError(f"{path} is stale for {params.source} ({diff}): regenerate it with "
+                         f"`{REGENERATE}`, then rerun `dvc repro`")
+
+
+def _some(names: list[str], shown: int = 6) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

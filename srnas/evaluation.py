@@ -3,43 +3,47 @@
 An *upscaler* maps a uint8 LR image (HxWx3, or HxW for grey) to a uint8 SR image. Bicubic
 is one; a trained network wrapped by :class:`TorchUpscaler` is another. For every HR image:
 modcrop to the scale; the LR is read from a prepared LR folder when given (the RGB
-pipeline's uint8 LR PNGs) or made with the same MATLAB-exact downscale; the SR output is
-clamped and rounded; PSNR/SSIM on Y with ``scale`` pixels shaved (srnas.metrics.score).
+pipeline's uint8 LR PNGs, checked against make_lr's manifest) or, without one, made with
+the same MATLAB-exact downscale; the SR output is clamped and rounded; PSNR/SSIM on Y with
+``scale`` pixels shaved (srnas.metrics.score).
 
 The Bicubic row has two definitions (FACTS.md §1) and both are computed, labelled:
 - ``y``: the MATLAB Y pipeline that every paper's Bicubic row follows: Y of the uint8 HR
   rounded to uint8, /255, downscale and upscale Y in float, then uint8();
 - ``rgb``: the RGB pipeline that models are fed: uint8 RGB LR, bicubic upscale to uint8 RGB,
   then Y and metrics (0.005 to 0.02 dB lower on Set5/Set14/B100/Urban100).
+
+Greyscale HR images (Set14 ``bridge``): ``grey`` ("y" or "replicate", srnas.metrics) names
+the convention of the Bicubic rows, whose output is grey too. A network sees the grey image
+replicated to RGB and returns RGB, so its HR gets the same transform: the Y of the
+replicated HR, ``16 + 219 v / 255``, is compared with the Y of the output (FACTS.md §1, the
+papers' Python evaluators), whatever ``grey`` says. Comparing that Y with the raw grey
+values instead costs 20 log10(255/219) = 1.32 dB on such an image.
+
+A set's images are listed by :func:`srnas.data.images.set_images`, as in every stage. Every
+problem with one image (too small for the scale, a model output that is not finite or has
+the wrong size) is an SrnasError naming the file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from srnas.data.images import read_image
+from srnas.data.images import read_image, set_images, set_names, sha256_file
 from srnas.data.resize import downscale, imresize, modcrop
 from srnas.errors import SrnasError
-from srnas.metrics import psnr, quantize, rgb_to_y, score, ssim
+from srnas.io import read_json
+from srnas.metrics import SSIM_WINDOW, psnr, rgb_to_y, score, ssim
 
 Upscaler = Callable[[np.ndarray, int], np.ndarray]
 
-IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
-
-
-def set_images(root: str | Path, name: str) -> list[Path] | None:
-    """HR files of set ``name`` under ``root`` (``<Set>/HR/*`` or ``<Set>/*``), None if absent."""
-    base = Path(root) / name
-    for folder in (base / "HR", base):
-        if folder.is_dir():
-            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-            if files:
-                return files
-    return None
+__all__ = ["LRFolder", "TorchUpscaler", "available_sets", "bicubic_rgb", "bicubic_y_pipeline",
+           "evaluate_bicubic_y", "evaluate_set", "grey_pair", "set_images", "summarize"]
 
 
 def available_sets(root: str | Path, requested: Sequence[str] | None) -> tuple[dict[str, list[Path]], list[str]]:
@@ -47,59 +51,124 @@ def available_sets(root: str | Path, requested: Sequence[str] | None) -> tuple[d
     root = Path(root)
     if not root.is_dir():
         raise SrnasError(f"benchmark root {root}: folder not found")
-    names = list(requested) if requested else sorted(p.name for p in root.iterdir() if p.is_dir())
+    names = list(requested) if requested else set_names(root)
     present, absent = {}, []
     for name in names:
         files = set_images(root, name)
-        if files is None:
+        if not files:
             absent.append(name)
         else:
             present[name] = files
     return present, absent
 
 
-def _lr_for(hr: np.ndarray, hr_path: Path, set_name: str, scale: int, lr_root: Path | None) -> np.ndarray:
-    if lr_root is not None:
-        lr_path = lr_root / set_name / f"X{scale}" / (hr_path.stem + ".png")
-        if lr_path.is_file():
-            lr = read_image(lr_path, allow_grey=True)
-            expect = (hr.shape[0] // scale, hr.shape[1] // scale)
-            if lr.shape[:2] != expect:
-                raise SrnasError(f"{lr_path}: LR is {lr.shape[:2]}, expected {expect} for x{scale} "
-                                 f"of {hr_path.name}; rerun make_lr")
-            return lr
-    return downscale(hr, scale)
+class LRFolder:
+    """A make_lr output folder, read only through its manifest.
+
+    Opening checks that ``manifest.json`` is make_lr's and that every file it lists is
+    present; reading an image checks that it is listed and that its sha256 is the one
+    recorded. An LR image that is missing or changed is an error naming it: falling back
+    to a downscale on the fly would hide an incomplete folder (a killed or doubled make_lr)
+    behind numbers that merely look right.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        manifest_path = self.root / "manifest.json"
+        if not self.root.is_dir():
+            raise SrnasError(f"LR folder {self.root}: not found; run make_lr first")
+        if not manifest_path.is_file():
+            raise SrnasError(f"LR folder {self.root}: no manifest.json, so not a make_lr output; "
+                             f"run make_lr --out {self.root}")
+        manifest = read_json(manifest_path)
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        if not isinstance(files, dict) or manifest.get("stage") != "make_lr":
+            raise SrnasError(f"{manifest_path}: not a make_lr manifest; rerun make_lr")
+        missing = sorted(rel for rel in files if not (self.root / rel).is_file())
+        if missing:
+            raise SrnasError(f"LR folder {self.root}: {len(missing)} file(s) listed in manifest.json "
+                             f"are missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
+                             f"the folder is incomplete, rerun make_lr")
+        self.files: dict[str, dict] = files
+        self.manifest_path = manifest_path
+
+    def read(self, set_name: str, scale: int, stem: str) -> np.ndarray:
+        rel = f"{set_name}/X{scale}/{stem}.png"
+        path = self.root / rel
+        entry = self.files.get(rel)
+        if entry is None:
+            raise SrnasError(f"{path}: not in {self.manifest_path} (no x{scale} LR of {set_name} "
+                             f"image {stem}); rerun make_lr on the benchmark folder with this scale")
+        if sha256_file(path) != entry.get("sha256"):
+            raise SrnasError(f"{path}: sha256 differs from {self.manifest_path}; the file changed "
+                             f"after make_lr wrote it, rerun make_lr")
+        return read_image(path, allow_grey=True)
+
+
+def _lr_for(hr: np.ndarray, hr_path: Path, set_name: str, scale: int, lr_root: LRFolder | None) -> np.ndarray:
+    if lr_root is None:
+        return downscale(hr, scale)
+    lr = lr_root.read(set_name, scale, hr_path.stem)
+    expect = (hr.shape[0] // scale, hr.shape[1] // scale)
+    if lr.shape[:2] != expect:
+        raise SrnasError(f"{lr_root.root / set_name / f'X{scale}' / (hr_path.stem + '.png')}: LR is "
+                         f"{lr.shape[:2]}, expected {expect} for x{scale} of {hr_path.name}; rerun make_lr")
+    return lr
 
 
 def evaluate_set(upscaler: Upscaler, files: Sequence[Path], set_name: str, scale: int, *,
-                 grey: str = "y", lr_root: str | Path | None = None,
+                 grey: str = "y", lr_root: str | Path | LRFolder | None = None,
                  progress: bool = True) -> dict:
     """Mean and per-image PSNR/SSIM of ``upscaler`` on one set."""
     per_image = {}
-    lr_root = Path(lr_root) if lr_root is not None else None
+    if lr_root is not None and not isinstance(lr_root, LRFolder):
+        lr_root = LRFolder(lr_root)
     for path in tqdm(files, desc=f"{set_name} x{scale}", disable=not progress, leave=False):
-        hr = modcrop(read_image(path, allow_grey=True), scale)
+        hr = read_image(path, allow_grey=True)
+        with _about(path, scale):
+            hr = _hr_for(hr, scale)
         lr = _lr_for(hr, path, set_name, scale, lr_root)
-        sr = upscaler(lr, scale)
-        if sr.shape[:2] != hr.shape[:2]:
-            raise SrnasError(f"{path.name}: upscaler returned {sr.shape[:2]}, expected {hr.shape[:2]}")
-        if hr.ndim == 2 and sr.ndim == 3:
-            sr, hr = grey_pair(sr, hr, grey)
-        per_image[path.stem] = score(sr, hr, scale, grey=grey)
+        with _about(path, scale):
+            sr = upscaler(lr, scale)
+            if sr.shape[:2] != hr.shape[:2]:
+                raise SrnasError(f"upscaler returned {sr.shape[:2]}, expected {hr.shape[:2]}")
+            if hr.ndim == 2 and sr.ndim == 3:
+                sr, hr = grey_pair(sr, hr)
+            per_image[path.stem] = score(sr, hr, scale, grey=grey)
     return summarize(per_image)
 
 
-def grey_pair(sr: np.ndarray, hr: np.ndarray, grey: str) -> tuple[np.ndarray, np.ndarray]:
-    """A network's RGB output for a grey HR image, under the named grey convention.
-
-    ``replicate``: the HR is replicated to RGB and both go through the Y formula.
-    ``y``: the grey values are the Y, so the output is mapped back to grey values by
-    inverting the formula's action on equal channels (Y = 16 + 219 v / 255), then rounded;
-    a perfect grey output equal to the HR scores infinite PSNR, as it should.
+def grey_pair(sr: np.ndarray, hr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A network's RGB output for a grey HR image, and the HR transformed as its input was:
+    replicated to RGB, so that both go through the same Y formula (see the module docstring).
     """
-    if grey == "replicate":
-        return sr, np.repeat(hr[..., None], 3, axis=2)
-    return quantize((rgb_to_y(sr) - 16.0) * 255.0 / 219.0), hr
+    return sr, np.repeat(hr[..., None], 3, axis=2)
+
+
+@contextmanager
+def _about(path: Path, scale: int) -> Iterator[None]:
+    """Errors while scoring one image name the image. ValueError and RuntimeError come from
+    a network's forward on an input it cannot take (too small for its strided layers)."""
+    try:
+        yield
+    except SrnasError as exc:
+        raise SrnasError(f"{path}: x{scale}: {exc}") from None
+    except (ValueError, RuntimeError) as exc:
+        raise SrnasError(f"{path}: x{scale}: the model failed on this image "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def _hr_for(hr: np.ndarray, scale: int) -> np.ndarray:
+    """Modcrop, after checking that the metrics can be computed at this scale: SSIM needs
+    an 11x11 window inside the ``scale`` pixels shaved from each border."""
+    need = SSIM_WINDOW + 2 * scale
+    h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+    if min(h, w) < need:
+        raise SrnasError(f"image is {hr.shape[1]}x{hr.shape[0]} ({w}x{h} after cropping to a "
+                         f"multiple of {scale}); scoring at x{scale} needs at least {need} pixels "
+                         f"a side ({SSIM_WINDOW}x{SSIM_WINDOW} SSIM window after shaving {scale}); "
+                         f"remove the image from the set or evaluate at a smaller scale")
+    return modcrop(hr, scale)
 
 
 def summarize(per_image: Mapping[str, Mapping[str, float]]) -> dict:
@@ -136,7 +205,9 @@ def evaluate_bicubic_y(files: Sequence[Path], set_name: str, scale: int, *, grey
                        progress: bool = True) -> dict:
     per_image = {}
     for path in tqdm(files, desc=f"{set_name} x{scale} (Y)", disable=not progress, leave=False):
-        per_image[path.stem] = bicubic_y_pipeline(read_image(path, allow_grey=True), scale, grey)
+        hr = read_image(path, allow_grey=True)
+        with _about(path, scale):
+            per_image[path.stem] = bicubic_y_pipeline(_hr_for(hr, scale), scale, grey)
     return summarize(per_image)
 
 
@@ -171,4 +242,10 @@ class TorchUpscaler:
                                                     enabled=self.amp and self.device.type == "cuda"):
             y = self.model(x)
         y = y.float()[0].permute(1, 2, 0).cpu().numpy() * (255.0 / self.input_range)
+        # NaN would become some uint8 value below and inf would clamp to 255: a plausible
+        # but meaningless image, so a non-finite output is an error (named by the caller).
+        bad = int((~np.isfinite(y)).sum())
+        if bad:
+            raise SrnasError(f"model output has {bad} non-finite values (NaN or inf) of {y.size}"
+                             + ("; with amp on, try --set cuda.amp=false" if self.amp else ""))
         return np.clip(np.floor(y + 0.5), 0, 255).astype(np.uint8)

@@ -16,8 +16,8 @@ the compact canonical JSON) names an architecture everywhere.
 What a payload may contain is up to its search space: each space registers a
 :class:`GenotypeSpec` (validation, string form) in ``GENOTYPE_SPECS``. Every malformed
 input raises :class:`SrnasError` naming the file (or ``<string>``) and the field.
-Specs are registered by the search-space modules; ``srnas.spaces`` is imported on first
-lookup so that all built-in spaces are known.
+Specs are registered by the formats in ``srnas.formats`` (no torch), loaded by
+:mod:`srnas.catalog` on first lookup so that all built-in spaces are known.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from srnas import catalog
 from srnas.errors import SrnasError
 from srnas.io import atomic_write_text
 from srnas.registry import Registry
@@ -93,8 +94,7 @@ def register_spec(space: str):
 
 
 def spec_for(space: Any, where: str = "<genotype>") -> GenotypeSpec:
-    import srnas.spaces  # noqa: F401  (registers the built-in search spaces' specs)
-
+    catalog.load()  # the built-in spaces' formats register their specs
     if not isinstance(space, str):
         raise field_error(where, "search_space", f"expected a string, got {space!r}")
     try:
@@ -159,6 +159,9 @@ class Genotype:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SrnasError(f"{where}: not valid JSON ({exc})") from None
+        except RecursionError:
+            # no genotype nests more than a few levels; thousands are garbage or an attack
+            raise SrnasError(f"{where}: JSON nested too deeply to be a genotype") from None
         return cls.from_dict(obj, where)
 
     # -- files ----------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
+from srnas.formats import dlsr as dlsr_format
+from srnas.formats import hinas as hinas_format
 from srnas.registry import Registry
 
 OpConstructor = Callable[..., nn.Module]
@@ -148,6 +150,8 @@ for _k in (3, 5, 7):
 for _k in (3, 5):
     DLSR.register(f"dil_conv_{_k}x{_k}")(_dil_conv(_k))
 del _k
+# The genotype format validates op names without torch; both lists must agree.
+assert DLSR.names == dlsr_format.OPS, (DLSR.names, dlsr_format.OPS)
 
 
 # --------------------------------------------------------------------------------------
@@ -220,3 +224,4 @@ HINAS.register("dil_conv_3x3")(_hinas_op("dil", 3))
 HINAS.register("dil_conv_5x5")(_hinas_op("dil", 5))
 HINAS.register("skip_connect")(_hinas_op("skip"))
 HINAS.register("none")(_hinas_op("none"))
+assert HINAS.names == hinas_format.OPS, (HINAS.names, hinas_format.OPS)

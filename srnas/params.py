@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from srnas import catalog
 from srnas.errors import SrnasError
 
 _MISSING = object()
@@ -131,8 +132,7 @@ def register_block(name: str, schema: dict[str, Any]) -> None:
 
 
 def full_schema() -> dict[str, Any]:
-    import srnas.papers  # noqa: F401  (papers register their blocks on import)
-
+    catalog.load()  # the papers register their blocks
     return {**BASE_SCHEMA, **_BLOCKS}
 
 
@@ -226,6 +226,9 @@ def load_params(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise SrnasError(f"{path}: not valid YAML ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise SrnasError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); "
+                             f"save it as UTF-8") from None
         source = str(path)
     if not isinstance(tree, dict):
         raise SrnasError(f"{source}: top level must be a mapping")

@@ -25,6 +25,7 @@ from typing import Any
 from srnas.dag import Stage
 from srnas.errors import SrnasError
 from srnas.params import Params
+from srnas.registry import Registry
 
 HR, LR, BENCH, LR_BENCH = "data/hr", "data/lr", "data/benchmarks", "data/lr_benchmarks"
 
@@ -126,6 +127,33 @@ class Recipe:
         genotype.save(out)
         return genotype
 
+    # ---- helpers of the retrain bodies -------------------------------------------------
+    RETRAIN_SCALES = (2, 3, 4)     # the order of the budgets' per-scale lists (patch_hr)
+
+    def retrain_genotype(self, path: str | Path):
+        """The genotype file to retrain; it must belong to this recipe's search space (a
+        genotype of another space would otherwise build that space's network under this
+        paper's recipe, or fail on its constructor settings)."""
+        from srnas.genotype import Genotype
+
+        genotype = Genotype.load(path)
+        if genotype.space != self.space:
+            raise SrnasError(f"{path}: a genotype of search space {genotype.space!r}, but the "
+                             f"{self.name} retraining takes {self.space!r} genotypes; pass a "
+                             f"{self.space} genotype or retrain it with its own paper")
+        return genotype
+
+    def retrain_patch(self, params: Params, scale: int) -> int:
+        """The HR patch side of the active budget's retraining at ``scale``."""
+        key = f"{self.name}.budgets.{params.get('budget')}.retrain.patch_hr"
+        patches = params.get(key)
+        i = self.RETRAIN_SCALES.index(scale) if scale in self.RETRAIN_SCALES else None
+        if i is None or i >= len(patches):
+            raise SrnasError(f"params: {key} = {patches}: no patch size for x{scale} (the list "
+                             f"gives the HR patch of x{', x'.join(map(str, self.RETRAIN_SCALES))}, "
+                             f"in that order)")
+        return patches[i]
+
     def retrain(self, params: Params, *, variant: str, seed: int, genotype: Path, scale: int,
                 split: dict, data: tuple[Path, Path], init: Path | None, out: Path,
                 checkpoints: Path, run: Any) -> None:
@@ -221,3 +249,7 @@ def split_images(data: tuple[Path, Path], split: dict, scale: int, *parts: str):
     hr_dir, lr_dir = data
     files = [f for part in (parts or split["parts"]) for f in split_files(hr_dir, split, part)]
     return PairedImages(files, lr_dir / "train", scale)
+
+
+# The papers' recipes by name; each paper module registers its own (see srnas.catalog).
+PAPERS: Registry[Recipe] = Registry("paper")

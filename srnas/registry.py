@@ -28,17 +28,17 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
-        try:
+        # names come from files too: a list or a number is unknown, not a TypeError
+        if isinstance(name, str) and name in self._items:
             return self._items[name]
-        except KeyError:
-            known = ", ".join(sorted(self._items)) or "(none)"
-            raise SrnasError(f"unknown {self.kind} {name!r}; known: {known}") from None
+        known = ", ".join(sorted(self._items)) or "(none)"
+        raise SrnasError(f"unknown {self.kind} {name!r}; known: {known}")
 
     def names(self) -> list[str]:
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return isinstance(name, str) and name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))

@@ -3,7 +3,8 @@
 ``WEIGHTS`` lists each released file (public raw-GitHub URL at a pinned commit, sha256,
 size, which model / variant / scale it is); the values come from the project's weights
 README (``../shared/weights/README.md``) and FACTS.md §2 and §6. :func:`fetch` downloads one
-(resumable, hash-checked, atomic) or verifies a local copy; :func:`load_released_dlsr`
+(resumable, hash-checked, atomic) or verifies a local copy; :func:`identify` names the
+entry a file is by its hash (every load checks it); :func:`load_released_dlsr`
 maps the DLSR authors' checkpoint keys (``DawnHH/DLSR-PyTorch``) onto
 :class:`srnas.spaces.dlsr.DLSRNet`, strictly.
 
@@ -14,6 +15,7 @@ TPSR (x4) entries are listed for a later loader; only DLSR has one here.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -21,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from srnas.data.images import sha256_file
 from srnas.errors import SrnasError
 from srnas.io import atomic_path
 from srnas.registry import Registry
+
+log = logging.getLogger("srnas.weights")
 
 DLSR_REPO, DLSR_COMMIT = "DawnHH/DLSR-PyTorch", "3ea0d846f04895fb260ba419c94d6582bc7d7f0b"
 TPSR_REPO, TPSR_COMMIT = "royson/tpsr", "76440813e988d02b1274907139b3319d4c3d2008"
@@ -99,6 +101,28 @@ def verify(path: str | os.PathLike, entry: ReleasedWeights | str) -> Path:
         raise SrnasError(f"{path}: sha256 mismatch for {entry.name}: expected {entry.sha256}, "
                          f"got {actual}")
     return path
+
+
+def identify(path: str | os.PathLike) -> ReleasedWeights | None:
+    """The table entry whose sha256 the file at ``path`` has, or None (with a warning) when
+    the hash is unknown. A file that carries a released file's name but not its hash is an
+    error: it is a damaged or altered copy, and scoring it would print the wrong numbers
+    under the authors' name."""
+    path = Path(path)
+    actual = sha256_file(path)
+    entries = [WEIGHTS.get(n) for n in WEIGHTS]
+    for entry in entries:
+        if entry.sha256 == actual:
+            return entry
+    for entry in entries:
+        if entry.filename == path.name:
+            raise SrnasError(f"{path}: sha256 mismatch for {entry.name}: expected {entry.sha256}, "
+                             f"got {actual}; the file is damaged or altered: fetch it again "
+                             f"(pipeline.fetch_weights)")
+    log.warning("%s: sha256 %s is not that of any released file srnas knows (%s); loading it "
+                "anyway, but its scores are not the authors' weights'", path, actual,
+                ", ".join(WEIGHTS))
+    return None
 
 
 def fetch(name: ReleasedWeights | str, dest_dir: str | os.PathLike,
@@ -186,10 +210,15 @@ def load_released_dlsr(path: str | os.PathLike, variant: str = "dlsr", scale: in
     """Build the DLSR ``variant`` ("dlsr", "dlsr-s", "dlsr-para-loss") and load the
     authors' x2 checkpoint into it, strictly: every key on both sides accounted for and every
     shape equal, else SrnasError listing what did not match. Returns the model in eval mode.
+    The file's sha256 is checked against the table (:func:`identify`: a known file name with
+    another hash is an error, an unknown hash a warning) and every weight must be finite.
 
     ``scale`` 3 or 4 builds that model and loads everything but the upsampler (left at its
     initialisation): the paper's warm start of x3/x4 from x2 (DLSR appendix A).
     """
+    import torch
+
+    from srnas.checkpoint import check_finite_tensors
     from srnas.spaces.dlsr import VARIANTS, build_variant
 
     if variant not in VARIANTS:
@@ -204,6 +233,8 @@ def load_released_dlsr(path: str | os.PathLike, variant: str = "dlsr", scale: in
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise SrnasError(f"{path}: no state_dict of tensors found")
+    identify(path)
+    check_finite_tensors(state, f"{path}: state_dict", "weights")
 
     model = build_variant(variant, scale=scale)
     ours = model.state_dict()

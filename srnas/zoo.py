@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from srnas import catalog
 from srnas.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,8 @@ MODELS.register("bicubic")(ModelEntry(_bicubic, "common",
 
 
 def load_all() -> None:
-    """Import every paper module so their models and archs are registered."""
-    import srnas.papers  # noqa: F401
+    """Load the catalog, so the papers' models and archs are registered."""
+    catalog.load()
 
 
 def _trained(scale: int, weights: Path | None, device: torch.device):

@@ -24,7 +24,10 @@ def test_dvc_yaml_is_generated_from_the_stage_table(root):
 def test_snakemake_and_dvc_run_the_same_commands(root):
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     dvc_cmds = {name: s["cmd"] for name, s in dvc.items()}
-    proc = subprocess.run(["snakemake", "--forceall", "--dry-run", "--printshellcmds", "--cores", "1",
+    # Enough cores for every rule's declared threads: Snakemake's {threads} is then the
+    # declared count that dvc.yaml's commands carry.
+    cores = str(max(s.threads for s in _stages(root)))
+    proc = subprocess.run(["snakemake", "--forceall", "--dry-run", "--printshellcmds", "--cores", cores,
                            *[t for s in _stages(root) for t in s.outs]],
                           cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr + proc.stdout

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from project_copy import copy_project
 
 from srnas.dag import all_stages
 from srnas.params import load_params
@@ -36,18 +36,6 @@ def _run(cmd: list[str], cwd: Path, timeout: float = 900) -> str:
     return proc.stdout + proc.stderr
 
 
-def copy_project(dest: Path) -> Path:
-    """The project's files as git sees them (tracked or not ignored) plus .dvc/."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for rel in filter(None, listed.split("\0")):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    shutil.copytree(ROOT / ".dvc", dest / ".dvc", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
-    return dest
 
 
 def _common_targets() -> list[str]:
@@ -81,7 +69,7 @@ def test_push_then_pull_into_a_fresh_clone_needs_no_rerun(tmp_path):
     targets = _common_targets()
     stages = {s.name: s for s in all_stages(load_params(ROOT / "params.yaml"))}
     outs = [o for name in targets for o in stages[name].outs]
-    origin = copy_project(tmp_path / "origin")
+    origin = copy_project(tmp_path / "origin", dvc=True)
     remote = tmp_path / "remote"  # stands in for the shared directory (or s3://, ssh://)
 
     _run(["git", "init", "-q", "-b", "main"], origin)

@@ -5,25 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from project_copy import copy_project
 
 pytestmark = pytest.mark.slow
-
-
-def _copy_project(root: Path, dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                           cwd=root, capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        src = root / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 def _run(cmd, cwd, env, timeout=2400):
@@ -34,8 +23,7 @@ def _run(cmd, cwd, env, timeout=2400):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = Path(__file__).resolve().parents[1]
-    dest = _copy_project(root, tmp_path_factory.mktemp("project"))
+    dest = copy_project(tmp_path_factory.mktemp("project"))
     env = {**os.environ, "PYTHONPATH": str(dest), "SRNAS_MLFLOW": "1",
            "MLFLOW_TRACKING_URI": f"sqlite:///{dest}/mlflow.db"}
     return dest, env
@@ -57,6 +45,15 @@ def test_snakemake_builds_table2_then_has_nothing_to_do(project):
     assert len(dlsr) == 3  # x2, x3, x4 retrained from our search, beside the paper's DLSR rows
     out = _run(["snakemake", "--cores", "2", "results/table2.md"], dest, env)
     assert "Nothing to be done" in out
+
+    # Overriding one key schedules only the stages that read it (the rules' params are
+    # canonical, whatever key order `--config` leaves): not the DLSR search, split, retrains.
+    from test_reliability_dag import OVERRIDE, readers, scheduled
+
+    out = _run(["snakemake", "-n", "results/table2.md", "--config", OVERRIDE], dest, env)
+    jobs = scheduled(out)
+    assert {"fetch_weights_dlsr", "render_table2"} <= jobs, out
+    assert jobs <= readers("dlsr.released_weights", ["dlsr.released_weights=download"]), out
 
     # One MLflow run per stage invocation, each FINISHED and tagged.
     jobs = _run(["snakemake", "results/table2.md", "--cores", "1", "--forceall", "--dry-run"], dest, env)

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+from project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "slurm_local.sh"
@@ -44,17 +45,6 @@ def readme_cluster_commands() -> list[list[str]]:
     return [shlex.split(line, comments=True) for line in lines if line.split("#", 1)[0].strip()]
 
 
-def copy_project(dest: Path) -> Path:
-    """The project's files as git sees them (tracked or not ignored) plus .dvc/."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for rel in filter(None, listed.split("\0")):
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    shutil.copytree(ROOT / ".dvc", dest / ".dvc", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
-    return dest
 
 
 def _script(action: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -206,8 +196,8 @@ def test_the_dag_runs_as_slurm_jobs_and_matches_a_local_run(cluster, tmp_path):
 
     commands = readme_cluster_commands()
     assert commands and all(c[0] == "snakemake" for c in commands), commands
-    on_slurm = copy_project(tmp_path / "slurm")
-    local = copy_project(tmp_path / "local")
+    on_slurm = copy_project(tmp_path / "slurm", dvc=True)
+    local = copy_project(tmp_path / "local", dvc=True)
 
     # The local run goes alongside the first SLURM command, which spends much of its time
     # waiting between status polls; further commands (none today) would follow in order.

@@ -18,7 +18,8 @@ The rule is "8-bit pixels exactly as stored, or a clear error". Each rejected ca
 Palette (``P``) images are expanded to RGB. EXIF orientation is not applied: pixels are
 used in stored order, as every SR data loader does.
 
-Also here: :func:`write_png` (atomic), :func:`list_images`, and (from srnas.io) :func:`sha256_file`.
+Also here: :func:`write_png` (atomic), :func:`list_images`, :func:`set_images` (the images of
+a set, as every stage lists them), and :func:`sha256_file`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ __all__ = [
     "decode_image",
     "list_images",
     "read_image",
+    "set_images",
+    "set_names",
     "sha256_file",
     "write_png",
 ]
@@ -179,6 +182,31 @@ def list_images(folder: str | os.PathLike, *, what: str = "image folder") -> lis
         raise SrnasError(f"{folder}: {what} holds no images "
                          f"({', '.join(IMAGE_EXTENSIONS)}); put the images there or fix the path")
     return files
+
+
+# The one listing of an image set (benchmark or training folder) that every stage uses, so
+# that prepare_benchmarks, make_lr and evaluate agree on which files a set holds.
+SET_LAYOUTS = ("<root>/<set>/HR/*.png", "<root>/<set>/*.png")
+
+
+def set_names(root: str | os.PathLike) -> list[str]:
+    """The sub-folders of ``root`` that may be sets (hidden ones excluded), sorted."""
+    root = Path(root)
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def set_images(root: str | os.PathLike, name: str) -> list[Path]:
+    """The images of set ``name``: the PNG files of ``<root>/<name>/HR`` when it holds any,
+    else those of ``<root>/<name>`` (:data:`SET_LAYOUTS`); ``[]`` when the set is absent.
+    Hidden files (``.x.png``, macOS ``._x.png``) and folders are never images."""
+    base = Path(root) / name
+    for folder in (base / "HR", base):
+        if folder.is_dir():
+            files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                           and p.suffix.lower() == ".png")
+            if files:
+                return files
+    return []
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -1,16 +1,16 @@
-"""Papers: one module per paper, each registering itself in :data:`PAPERS`.
+"""Papers: one module per paper, each registering its recipe in :data:`PAPERS`.
 
 A paper module states its search space, strategy, derivation, retraining recipe, published
 genotypes, the numbers the paper printed (with table and row) and the pipeline stages it
-adds. Importing this package imports every paper module explicitly (no file scanning).
+adds. Importing this package imports every paper module explicitly (no file scanning);
+:mod:`srnas.catalog` does so before any registry is read. A paper module is a declaration:
+it imports torch (and the training stack) only inside the functions that use it, so that
+reading params and building the stage table stay torch-free.
 """
 
-from srnas.registry import Registry
-
-PAPERS: Registry = Registry("paper")
-
-# The paper modules register into PAPERS, so they are imported after it exists.
-# common: the bicubic baseline and the rows every table shares.
-from srnas.papers import common, dlsr, hinas  # noqa: E402, F401, I001
+from srnas.papers import common, dlsr, hinas  # noqa: F401  (common: the bicubic baseline, shared rows)
+from srnas.recipe import PAPERS
 
 common._register_table2()
+
+__all__ = ["PAPERS"]

@@ -74,8 +74,8 @@ def _table2_rows(params: Params) -> list[RowSource]:
 
 def _register_table2() -> None:
     """Called once every paper is imported: the table reads every paper's params block."""
-    from srnas.papers import PAPERS
-    from srnas.papers.dlsr import TABLE2
+    from srnas.papers.dlsr_tables import TABLE2
+    from srnas.recipe import PAPERS
 
     TABLES.register("table2")(TableSpec(
         "table2", "results/table2.md", TABLE2, _table2_rows,

@@ -29,20 +29,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from srnas.dag import Stage, stage_factory
 from srnas.data.splits import validate_split
-from srnas.device import device_name
 from srnas.errors import SrnasError
-from srnas.genotype import Genotype, packaged
+from srnas.genotype import packaged
 from srnas.io import atomic_write_json, read_json
-from srnas.papers import PAPERS
 from srnas.papers.dlsr_tables import TABLE2, TABLE3, TABLE4_GPU_DAYS, TABLE5, TABLE6, TABLE7
 from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
-from srnas.recipe import Recipe, RetrainJob, split_images
+from srnas.recipe import PAPERS, Recipe, RetrainJob, split_images
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec
-from srnas.weights import WEIGHTS
 from srnas.zoo import ARCHS, MODELS, ArchEntry, ModelEntry
 
 PAPER = "dlsr"
@@ -168,10 +163,12 @@ class DLSRRecipe(Recipe):
 
     # ---- search ---------------------------------------------------------------------
     def search(self, params, *, variant, seed, split, data, out, checkpoints, run):
+        import torch
+
         from srnas import train as _  # noqa: F401  (fail early if the training stack is missing)
         from srnas.checkpoint import Checkpointer
         from srnas.data.patches import sample_batch
-        from srnas.device import pick_device, speed_switches
+        from srnas.device import device_name, pick_device, speed_switches
         from srnas.losses import hfen_loss, l1_loss, op_param_counts, param_regularizer
         from srnas.ops import DLSR
         from srnas.search.differentiable import SearchConfig, run_search
@@ -238,10 +235,12 @@ class DLSRRecipe(Recipe):
     # ---- retrain --------------------------------------------------------------------
     def retrain(self, params, *, variant, seed, genotype, scale, split, data, init, out,
                 checkpoints, run):
+        import torch
+
         from srnas.checkpoint import Checkpointer
         from srnas.data.images import sha256_file
         from srnas.data.patches import sample_batch
-        from srnas.device import pick_device, speed_switches
+        from srnas.device import device_name, pick_device, speed_switches
         from srnas.losses import hfen_loss, l1_loss
         from srnas.modelfile import load_model, save_model
         from srnas.spaces import build_network
@@ -257,11 +256,11 @@ class DLSRRecipe(Recipe):
             mu, nf = hp["mu"], PUBLISHED[variant][1]
         else:
             raise SrnasError(f"dlsr: unknown variant {variant!r}")
-        g = Genotype.load(genotype)
+        g = self.retrain_genotype(genotype)
+        patch = self.retrain_patch(params, scale)
         device = pick_device(params.get("device"))
         # Retraining uses the whole training set (appendix A: "the whole DF2K dataset").
         images = split_images(data, split, scale)
-        patch = size["patch_hr"][[2, 3, 4].index(scale)]
         torch.manual_seed(seed)
         model = build_network(g, scale, nf=nf)
         init_state = None
@@ -350,6 +349,8 @@ def stages(params):
     out = RECIPE.stages(params)
     if params.get("dlsr.released_weights") is None:
         return out
+    from srnas.weights import WEIGHTS  # imports torch: only when released weights are asked for
+
     names = [RELEASED[n][0] for n in RELEASED]
     folder = f"{WEIGHTS_DIR}/{PAPER}"
     out.append(Stage("fetch_weights_dlsr", "pipeline.fetch_weights",

@@ -40,16 +40,12 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from srnas.dag import stage_factory
 from srnas.data.splits import validate_split
-from srnas.device import device_name
 from srnas.errors import SrnasError
-from srnas.genotype import Genotype
 from srnas.io import atomic_write_json, read_json
-from srnas.papers import PAPERS
 from srnas.papers.hinas_tables import (
     MEMORY_CLAIM,
     PROTOCOL_NOTE,
@@ -61,8 +57,11 @@ from srnas.papers.hinas_tables import (
     TABLE12,
 )
 from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
-from srnas.recipe import Measurement, Recipe, RetrainJob, split_images
+from srnas.recipe import PAPERS, Measurement, Recipe, RetrainJob, split_images
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec, budget_note, measured
+
+if TYPE_CHECKING:
+    import torch
 
 PAPER = "hinas"
 SEARCH_SCALE = 4          # the released code searches at x4 (FACTS.md §3)
@@ -179,9 +178,11 @@ class HiNASRecipe(Recipe):
 
     # ---- search ---------------------------------------------------------------------
     def search(self, params, *, variant, seed, split, data, out, checkpoints, run):
+        import torch
+
         from srnas.checkpoint import Checkpointer
         from srnas.data.patches import sample_batch
-        from srnas.device import pick_device, speed_switches
+        from srnas.device import device_name, pick_device, speed_switches
         from srnas.losses import hinas_loss
         from srnas.search.differentiable import SearchConfig, run_search
         from srnas.spaces import build_supernet
@@ -246,9 +247,11 @@ class HiNASRecipe(Recipe):
     # ---- retrain --------------------------------------------------------------------
     def retrain(self, params, *, variant, seed, genotype, scale, split, data, init, out,
                 checkpoints, run):
+        import torch
+
         from srnas.checkpoint import Checkpointer
         from srnas.data.patches import sample_batch
-        from srnas.device import pick_device, speed_switches
+        from srnas.device import device_name, pick_device, speed_switches
         from srnas.losses import hinas_loss
         from srnas.modelfile import save_model
         from srnas.spaces import build_network
@@ -257,11 +260,11 @@ class HiNASRecipe(Recipe):
         opts = effective_options(params, variant)
         hp = params.get("hinas.retrain")
         size = params.get(f"hinas.budgets.{params.get('budget')}.retrain")
-        g = Genotype.load(genotype)
+        g = self.retrain_genotype(genotype)
+        patch = self.retrain_patch(params, scale)
         device = pick_device(params.get("device"))
         # The paper retrains on the 800 DIV2K training images: every part of the split.
         images = split_images(data, split, scale)
-        patch = size["patch_hr"][[2, 3, 4].index(scale)]
         kwargs = {"width": hp["width"], "residual": opts["residual"], "decoder": opts["decoder"]}
         torch.manual_seed(seed)
         model = build_network(g, scale, **kwargs)
@@ -297,6 +300,8 @@ def validation_score(space, valid, scale: int, crop_hr: int, device) -> float:
     Measured on the common protocol's Y (BT.601, MATLAB coefficients), outputs clamped and
     rounded, ``scale`` pixels shaved, SSIM as :func:`srnas.metrics.ssim_torch` in float64.
     ``crop_hr`` > 0 scores a centred crop of that many HR pixels per side (quick budget)."""
+    import torch
+
     from srnas.metrics import ssim_torch
 
     coef = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64).view(1, 3, 1, 1) / 255.0
@@ -326,6 +331,7 @@ def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     """Bytes of the distinct tensors autograd saves for backward during ``model(x)``
     (parameters excluded): the activation memory of a training step, deterministic and
     device independent (unlike RSS on the CPU)."""
+    import torch
     params = {p.data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
@@ -350,6 +356,8 @@ def measure_supernet(*, scale: int, width: int, layers: int, nodes: int, cell_sh
                      residual: bool = True, decoder: str = "paper") -> dict:
     """Cells, parameters, saved-activation bytes, CUDA peak (on CUDA) and seconds per
     search step (weight forward + backward + SGD step) of one supernet configuration."""
+    import torch
+
     from srnas.spaces import build_supernet
 
     torch.manual_seed(0)
@@ -384,7 +392,7 @@ def measure_supernet(*, scale: int, width: int, layers: int, nodes: int, cell_sh
 
 
 def measure_search_memory(params, out: Path, run) -> None:
-    from srnas.device import pick_device
+    from srnas.device import device_name, pick_device
 
     device = pick_device(params.get("device"))
     m = params.get("hinas.measure")

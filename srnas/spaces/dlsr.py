@@ -26,7 +26,6 @@ One-line form: ``dlsr:conv_1x1,sep_conv_7x7,sep_conv_5x5|3<1,2;4<2,3;5<2,4;6<4,5
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,15 +34,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from srnas.errors import SrnasError
-from srnas.genotype import Genotype, GenotypeSpec, field_error, packaged, register_spec
+from srnas.formats.dlsr import CHAIN, NUM_MIXED, SEARCHED_CELLS, DLSRGenotypeSpec, dlsr_genotype  # noqa: F401
+from srnas.genotype import Genotype, packaged
 from srnas.ops import DLSR
 from srnas.spaces.base import MixedOp, SearchSpace, argmax_names, top_k
 
 NUM_CELLS = 6
-NUM_MIXED = 3                      # mixed residual blocks per cell
-SEARCHED_CELLS = (3, 4, 5, 6)      # cells whose inputs the network-level search chooses
 NEG_SLOPE = 0.05                   # LeakyReLU slope everywhere in the network (RFDN's)
-CHAIN = "chain"
 
 # Named models of the paper. All released weights are x2 (FACTS.md §2); DLSR-S (Table 3)
 # is the paper genotype at nf = 18 (distilled width 9, ESA width 4 follow from nf).
@@ -52,83 +49,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "dlsr-s": {"genotype": "dlsr", "nf": 18},
     "dlsr-para-loss": {"genotype": "dlsr_para_loss", "nf": 48},
 }
-
-
-# ----------------------------------------------------------------------------------------
-# Genotype format
-# ----------------------------------------------------------------------------------------
-
-@register_spec("dlsr")
-class DLSRGenotypeSpec(GenotypeSpec):
-    KEYS = ("ops", "wiring")
-
-    def validate(self, payload: Any, where: str) -> None:
-        self.check_keys(payload, where)
-        ops = payload["ops"]
-        if not isinstance(ops, (list, tuple)) or len(ops) != NUM_MIXED:
-            raise field_error(where, "genotype.ops",
-                              f"expected a list of {NUM_MIXED} op names, got {ops!r}")
-        for i, op in enumerate(ops):
-            if op not in DLSR:
-                raise field_error(where, f"genotype.ops[{i}]",
-                                  f"unknown op {op!r}; known: {', '.join(DLSR.names)}")
-        wiring = payload["wiring"]
-        if wiring == CHAIN:
-            return
-        if not isinstance(wiring, (list, tuple)) or len(wiring) != len(SEARCHED_CELLS):
-            raise field_error(where, "genotype.wiring",
-                              f"expected {CHAIN!r} or a list of {len(SEARCHED_CELLS)} input "
-                              f"pairs (cells 3..6), got {wiring!r}")
-        for i, (cell, pair) in enumerate(zip(SEARCHED_CELLS, wiring)):
-            name = f"genotype.wiring[{i}]"
-            if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-                    or any(isinstance(j, bool) or not isinstance(j, int) for j in pair)):
-                raise field_error(where, name, f"cell {cell}: expected two cell indices, "
-                                               f"got {pair!r}")
-            for j in pair:
-                if not 1 <= j < cell:
-                    raise field_error(where, name, f"cell {cell}: input {j} is not a "
-                                                   f"predecessor (allowed 1..{cell - 1})")
-            if pair[0] == pair[1]:
-                raise field_error(where, name, f"cell {cell}: the two inputs must differ, "
-                                               f"got {list(pair)}")
-
-    def format(self, payload: Mapping[str, Any]) -> str:
-        ops = ",".join(payload["ops"])
-        wiring = payload["wiring"]
-        if wiring == CHAIN:
-            return f"{ops}|{CHAIN}"
-        links = ";".join(f"{cell}<{a},{b}" for cell, (a, b) in zip(SEARCHED_CELLS, wiring))
-        return f"{ops}|{links}"
-
-    _LINK = re.compile(r"^(\d+)<(\d+),(\d+)$")
-
-    def parse(self, text: str, where: str) -> dict:
-        ops_text, sep, wiring_text = text.partition("|")
-        if not sep:
-            raise field_error(where, "genotype", f"{text!r} is not '<op1,op2,op3>|<wiring>'")
-        ops = ops_text.split(",")
-        if wiring_text == CHAIN:
-            return {"ops": ops, "wiring": CHAIN}
-        wiring = []
-        for i, link in enumerate(wiring_text.split(";")):
-            m = self._LINK.match(link)
-            if not m:
-                raise field_error(where, "genotype.wiring",
-                                  f"{link!r} is not '<cell><<a>,<b>' (e.g. 3<1,2)")
-            cell, a, b = (int(g) for g in m.groups())
-            expected = SEARCHED_CELLS[i] if i < len(SEARCHED_CELLS) else None
-            if cell != expected:
-                raise field_error(where, "genotype.wiring",
-                                  f"{link!r}: expected the links of cells 3, 4, 5, 6 in order")
-            wiring.append([a, b])
-        return {"ops": ops, "wiring": wiring}
-
-
-def dlsr_genotype(ops: Sequence[str], wiring: Sequence[Sequence[int]] | str = CHAIN) -> Genotype:
-    """A DLSR genotype; ``wiring`` is four (a, b) pairs for cells 3..6, or ``"chain"``."""
-    return Genotype("dlsr", {"ops": list(ops),
-                             "wiring": wiring if wiring == CHAIN else [list(p) for p in wiring]})
 
 
 # ----------------------------------------------------------------------------------------
