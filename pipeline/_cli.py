@@ -30,6 +30,29 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def add_inputs(p: argparse.ArgumentParser) -> None:
+    """``--input NAME=PATH`` (repeatable): a named input of the recipe's phase, as the
+    stage table wires it (srnas.recipe.Phase)."""
+    p.add_argument("--input", dest="inputs", action="append", default=[], metavar="NAME=PATH",
+                   help="a named input of the paper's phase (an earlier phase's output); repeatable")
+
+
+def named_inputs(items: Sequence[str]) -> dict[str, str]:
+    """``--input`` values as {NAME: PATH}; each path must exist."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.isidentifier() or not path:
+            raise SrnasError(f"--input {item!r}: expected NAME=PATH")
+        if name in out:
+            raise SrnasError(f"--input {name}: given twice ({out[name]}, {path})")
+        if not Path(path).exists():
+            raise SrnasError(f"--input {name}={path}: not found (it is the output of an earlier "
+                             f"stage; run that first)")
+        out[name] = path
+    return out
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)

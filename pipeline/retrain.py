@@ -4,6 +4,11 @@
         --genotype results/dlsr/genotypes/dlsr_s0.json --scale 2 --hr data/hr --lr data/lr \
         --split data/splits/dlsr.json [--init results/dlsr/models/dlsr_s0_x2.pt] \
         --checkpoints checkpoints/dlsr/retrain_dlsr_dlsr_s0_x2 --out results/dlsr/models/dlsr_s0_x2.pt
+
+``--init`` is given exactly when ``<paper>.warm_start`` starts this scale from another
+(checked: a command out of step with the params is refused). A paper with several training
+phases names one with ``--phase``; its named inputs (a teacher network, a second genotype)
+come as ``--input NAME=PATH``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from pathlib import Path
 
 from pipeline import _cli
 from srnas import tracking
+from srnas.errors import SrnasError
 from srnas.papers import PAPERS
 from srnas.recipe import read_split
 
@@ -26,15 +32,29 @@ def main(argv=None) -> int:
     p.add_argument("--hr", required=True)
     p.add_argument("--lr", required=True)
     p.add_argument("--split", required=True)
-    p.add_argument("--init", default=None, help="model file to warm-start from (x3/x4 from x2)")
+    p.add_argument("--init", default=None,
+                   help="model file to warm-start from (the source scale of <paper>.warm_start)")
+    p.add_argument("--phase", default="retrain", help="the recipe's training phase (default: retrain)")
+    _cli.add_inputs(p)
     p.add_argument("--checkpoints", required=True)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     recipe = PAPERS.get(args.paper)
     params = _cli.params_from(args, recipe.retrain_keys())
+    source = recipe.warm_start_source(params, args.scale)
+    key = f"{args.paper}.warm_start"
+    if source is None and args.init is not None:
+        raise SrnasError(f"--init {args.init}: {key} trains x{args.scale} from scratch")
+    if source is not None and args.init is None:
+        raise SrnasError(f"{key} starts x{args.scale} from the x{source} model: pass that model "
+                         f"file as --init")
+    inputs = _cli.named_inputs(args.inputs)
+    recipe.check_inputs(args.phase, "train", inputs)
     outputs = _cli.claim(inputs={"--genotype": args.genotype, "--hr": args.hr, "--lr": args.lr,
                                  "--split": args.split, "--init": args.init,
-                                 "--checkpoints": args.checkpoints}, files={"--out": args.out})
+                                 "--checkpoints": args.checkpoints,
+                                 **{f"--input {n}": v for n, v in inputs.items()}},
+                         files={"--out": args.out})
     split = read_split(args.split)
     with outputs, tracking.stage_run(params, paper=args.paper, stage="retrain",
                                      tags={"variant": args.variant, "seed": args.seed,
@@ -43,7 +63,8 @@ def main(argv=None) -> int:
         recipe.retrain(params, variant=args.variant, seed=args.seed, genotype=Path(args.genotype),
                        scale=args.scale, split=split, data=(Path(args.hr), Path(args.lr)),
                        init=Path(args.init) if args.init else None, out=Path(args.out),
-                       checkpoints=Path(args.checkpoints), run=run)
+                       checkpoints=Path(args.checkpoints), run=run, phase=args.phase,
+                       inputs={n: Path(v) for n, v in inputs.items()})
         run.log_artifact(args.out)
     return 0
 

@@ -11,11 +11,19 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps names to objects; an unknown name raises an error listing the known ones."""
+    """Maps names to objects; an unknown name raises an error listing the known ones.
 
-    def __init__(self, kind: str):
+    ``loader``: called before every lookup, for registries that plug-in modules fill when
+    imported (``srnas.catalog.load``), so a lookup never misses one that was not loaded yet."""
+
+    def __init__(self, kind: str, loader: Callable[[], None] | None = None):
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._loader = loader
+
+    def _load(self) -> None:
+        if self._loader is not None:
+            self._loader()
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
@@ -28,6 +36,7 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
+        self._load()
         # names come from files too: a list or a number is unknown, not a TypeError
         if isinstance(name, str) and name in self._items:
             return self._items[name]
@@ -35,13 +44,16 @@ class Registry(Generic[T]):
         raise SrnasError(f"unknown {self.kind} {name!r}; known: {known}")
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return isinstance(name, str) and name in self._items
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
+        return iter(self.names())
 
     def __len__(self) -> int:
+        self._load()
         return len(self._items)

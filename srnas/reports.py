@@ -15,7 +15,17 @@ from srnas.errors import SrnasError
 from srnas.io import read_json
 from srnas.params import Params
 from srnas.registry import Registry
-from srnas.tables import Measured, PrintedTable
+from srnas.tables import (
+    CONVENTION_UNITS,
+    MADDS_G,
+    PARAM_UNITS,
+    PARAMS_K,
+    PSNR_SSIM,
+    Column,
+    Measured,
+    PrintedTable,
+    Quantity,
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +47,10 @@ class RowSource:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A rendered table. Tables of another shape than PSNR/SSIM rows (search cost, memory)
-    give ``custom(params) -> markdown`` and ``custom_inputs(params) -> files`` instead."""
+    """A rendered table: ``printed`` declares its columns (metric and unit each, see
+    :class:`srnas.tables.Column`) and the rows are loaded in those units. Tables of another
+    shape than method rows beside the paper's (search cost, memory) give
+    ``custom(params) -> markdown`` and ``custom_inputs(params) -> files`` instead."""
 
     name: str                                        # stage name suffix, e.g. "table2"
     out: str                                         # results/table2.md
@@ -83,8 +95,18 @@ def budget_note(params: Params, sources: Sequence[RowSource]) -> list[str]:
             "Bicubic); `--config budget=paper` runs the papers' settings."]
 
 
-def measured(params: Params, sources: Sequence[RowSource]) -> tuple[list[Measured], list[str]]:
-    """Load every row's JSON; returns the rows and the set names they cover."""
+def measured(params: Params, sources: Sequence[RowSource],
+             table: PrintedTable | None = None) -> tuple[list[Measured], list[str]]:
+    """Load every row's JSON; returns the rows and the set names they cover.
+
+    The values come in the units of ``table``'s columns (default: Params (K), Multi-Adds (G),
+    PSNR/SSIM): parameter counts are scaled to the column's unit; Multi-Adds keep the unit
+    and convention the complexity JSON was counted under, and rendering refuses them in a
+    column of another. Per-set metrics beyond PSNR/SSIM (LPIPS, NIQE ...) are read from the
+    set results under the metric's name."""
+    columns = table.columns if table is not None else (PARAMS_K, MADDS_G)
+    set_columns = table.set_columns if table is not None else (PSNR_SSIM,)
+    others = [c for c in set_columns if c.field not in ("psnr_ssim", "psnr", "ssim")]
     rows, sets = [], []
     for src in sources:
         data = read_json(src.result)
@@ -92,21 +114,49 @@ def measured(params: Params, sources: Sequence[RowSource]) -> tuple[list[Measure
             if src.key not in data:
                 raise SrnasError(f"{src.result}: no {src.key!r} results")
             data = data[src.key]
-        scores = {}
+        scores, set_values = {}, {}
         for name, r in data.items():
             if not isinstance(r, dict) or "psnr" not in r:
                 raise SrnasError(f"{src.result}: {name!r} is not a set result")
             scores[name] = (float(r["psnr"]), float(r["ssim"]))
+            if others:
+                set_values[name] = {c.field: _set_metric(src.result, name, r, c) for c in others}
             if name not in sets:
                 sets.append(name)
-        params_k = madds = None
-        if src.complexity:
-            c = read_json(src.complexity)
-            params_k, madds = c["params"] / 1000.0, float(c["multi_adds"])
+        values = _complexity(src.complexity, columns) if src.complexity else {}
         rows.append(Measured(label=src.label, scale=src.scale, scores=scores,
                              provenance=provenance(params, src), method=src.method,
-                             params_k=params_k, multi_adds_g=madds))
+                             values=values, set_values=set_values))
     return rows, sets
+
+
+def _set_metric(path: str, set_name: str, result: dict, column: Column) -> Quantity:
+    if column.metric not in result:
+        raise SrnasError(f"{path}: {set_name!r} has no {column.metric!r} result, which column "
+                         f"{column.header(set_name)!r} shows")
+    # Set results name their metric, not its unit: a metric has one unit per set result.
+    return Quantity(float(result[column.metric]), column.unit)
+
+
+def _complexity(path: str, columns: Sequence[Column]) -> dict[str, Quantity]:
+    """Params and Multi-Adds of a ``pipeline.complexity`` JSON, keyed by column."""
+    c = read_json(path)
+    for key in ("params", "multi_adds", "convention_name"):
+        if key not in c:
+            raise SrnasError(f"{path}: no {key!r}; not a pipeline.complexity result")
+    convention = c["convention_name"]
+    if convention not in CONVENTION_UNITS:
+        raise SrnasError(f"{path}: Multi-Adds convention {convention!r} has no known unit; "
+                         f"known: {', '.join(sorted(CONVENTION_UNITS))}")
+    values = {}
+    for column in columns:
+        if column.metric == "params":
+            # a raw count: scaling it to the column's unit is exact, not a change of unit
+            values[column.field] = Quantity(c["params"] / PARAM_UNITS[column.unit], column.unit)
+        elif column.metric == "madds":
+            values[column.field] = Quantity(float(c["multi_adds"]), CONVENTION_UNITS[convention],
+                                            convention)
+    return values
 
 
 def render_spec(spec: TableSpec, params: Params) -> str:
@@ -115,8 +165,8 @@ def render_spec(spec: TableSpec, params: Params) -> str:
     if spec.custom is not None:
         return spec.custom(params)
     sources = spec.rows(params)
-    rows, sets = measured(params, sources)
+    rows, sets = measured(params, sources, spec.printed)
     footer = [f"Rendered from `{Path(spec.out).as_posix()}`'s inputs by "
               f"`python -m pipeline.render_table --table {spec.name}`."]
     return render(spec.printed, rows, title=spec.title, extra_sets=sets, footer=footer,
-                  preamble=budget_note(params, sources))
+                  preamble=budget_note(params, sources), name=spec.name)

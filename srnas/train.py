@@ -9,6 +9,11 @@ Recipes it covers (a paper module picks the values):
   (``init_state`` + ``init_exclude=("upsampler.",)``, see :func:`load_matching`).
 - HiNAS / HNAS: cosine decay to ``lr_min`` (``schedule="cosine"``).
 
+Training steps are pluggable (``train_step=``): :class:`SupervisedStep` (LR, HR) -> loss ->
+Adam, the default; :class:`GANStep` (generator, then discriminator; TPSR); :class:`DistillStep`
+(targets from a frozen teacher; TrilevelNAS). The loop around them (resume, records, log
+callback, progress) is the same for all.
+
 Step numbering: step index ``t`` runs 0..steps-1 and asks ``batch(t)`` for its batch; "after
 n steps" means n completed steps. The learning rate used by step t is ``lr(t)`` (closed
 form, so a resumed run uses exactly the same values). After step n = t + 1 completed come,
@@ -26,12 +31,13 @@ any device. Losses are evaluated outside autocast on ``sr.float()``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,9 +47,13 @@ from srnas.checkpoint import Checkpointer, fingerprint, rng_state, set_rng_state
 from srnas.errors import SrnasError
 
 __all__ = [
+    "DistillStep",
+    "GANStep",
     "Precision",
+    "SupervisedStep",
     "TrainConfig",
     "TrainResult",
+    "TrainStep",
     "load_matching",
     "lr_factor",
     "model_signature",
@@ -381,41 +391,297 @@ def _clip(params, max_norm: float, scaler, optimizer) -> None:
         torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
+# ----------------------------------------------------------------------------------------
+# Training steps
+# ----------------------------------------------------------------------------------------
+# As in BasicSR, where a GAN model owns its step (update G, then D), the loop stays generic:
+# train() owns batches, evaluation, records, checkpoints, the log callback and the progress
+# bar; a TrainStep owns its optimisers and what one step computes.
+
+# Top-level checkpoint keys the loop (and the Checkpointer) write; a step's keys must differ.
+LOOP_STATE_KEYS = frozenset({"model", "meter", "best", "history", "rng", "step", "fingerprint", "config"})
+
+
+class TrainStep:
+    """What one training step does with a batch.
+
+    The loop calls :meth:`bind` once (after the model is on the device, before a checkpoint
+    is read), :meth:`load_state_dict` with the checkpoint when it resumes, then
+    ``step(t, lr, hr)`` for each step index t with the batch on the device; it returns the
+    step's loss terms (tensors, not synchronised), of which ``"loss"`` is the one shown in
+    the progress bar. The loop averages every term between records (history, log callback).
+    :meth:`lrs` gives the learning rates after the step for the records;
+    :meth:`state_dict` the top-level checkpoint entries (plain data) of the step's
+    optimisers and other modules; :meth:`fingerprint_data` what the checkpoint fingerprint
+    adds to the loop's config (None: nothing, which keeps the plain step's fingerprint).
+    """
+
+    name: ClassVar[str] = "step"
+
+    def bind(self, model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+             config: TrainConfig, device: torch.device, precision: Precision) -> None:
+        raise NotImplementedError
+
+    def step(self, t: int, lr_img: torch.Tensor, hr_img: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def lrs(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def fingerprint_data(self) -> Any | None:
+        return None
+
+
+class _Optimised:
+    """Adam + the config's lr schedule + a GradScaler for one set of parameters."""
+
+    def __init__(self, params: list[nn.Parameter], config: TrainConfig, precision: Precision, *,
+                 lr: float, betas: tuple[float, float], weight_decay: float, grad_clip: float):
+        self.params, self.grad_clip = params, grad_clip
+        self.optimizer = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+        # the factor of the config's schedule, so another base lr keeps the same shape
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           lambda t: config.lr_at(t) / config.lr)
+        self.scaler = precision.scaler()
+
+    def update(self, loss: torch.Tensor) -> None:
+        """Backward of ``loss`` into zeroed gradients, clip, step, schedule."""
+        self.scaler.scale(loss).backward()
+        _clip(self.params, self.grad_clip, self.scaler, self.optimizer)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self, prefix: str = "") -> dict[str, Any]:
+        return {f"{prefix}optimizer": self.optimizer.state_dict(),
+                f"{prefix}scheduler": self.scheduler.state_dict(),
+                f"{prefix}scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any], prefix: str = "") -> None:
+        self.optimizer.load_state_dict(state[f"{prefix}optimizer"])
+        self.scheduler.load_state_dict(state[f"{prefix}scheduler"])
+        if state[f"{prefix}scaler"]:
+            self.scaler.load_state_dict(state[f"{prefix}scaler"])
+
+
+class SupervisedStep(TrainStep):
+    """(LR, HR) -> loss_fn(model(LR), HR) -> Adam step: the default. Its checkpoint entries
+    (``optimizer``, ``scheduler``, ``scaler``) and fingerprint are those train() always wrote,
+    so checkpoints of earlier runs resume."""
+
+    name = "supervised"
+
+    def bind(self, model, loss_fn, config, device, precision):
+        self.model, self.loss_fn, self.precision = model, loss_fn, precision
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = _Optimised(params, config, precision, lr=config.lr, betas=config.betas,
+                              weight_decay=config.weight_decay, grad_clip=config.grad_clip)
+
+    def target_loss(self, sr: torch.Tensor, lr_img: torch.Tensor,
+                    hr_img: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss terms of the model's output ``sr`` (float32); ``"loss"`` is minimised."""
+        return {"loss": self.loss_fn(sr, hr_img)}
+
+    def step(self, t, lr_img, hr_img):
+        self.opt.optimizer.zero_grad(set_to_none=True)
+        with self.precision.autocast():
+            sr = self.model(lr_img)
+        terms = self.target_loss(sr.float(), lr_img, hr_img)
+        self.opt.update(terms["loss"])
+        return terms
+
+    def lrs(self):
+        return {"lr": self.opt.lr()}
+
+    def state_dict(self):
+        return self.opt.state_dict()
+
+    def load_state_dict(self, state):
+        self.opt.load_state_dict(state)
+
+
+def _values_hash(module: nn.Module) -> str:
+    """sha256 of a module's state values (a frozen input of the run, like a data file)."""
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        h.update(key.encode("utf-8"))
+        h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class DistillStep(SupervisedStep):
+    """Distillation: the targets are a frozen ``teacher``'s output on the LR batch
+    (TrilevelNAS trains its searched student against a teacher trained first):
+    loss = loss_fn(sr, teacher(lr)) + ``hr_weight`` * loss_fn(sr, hr). The teacher runs in
+    eval mode under no_grad (and autocast when amp is on) and is never updated; its
+    architecture and weight values enter the fingerprint, so a resumed run has the same one.
+    Logged terms: ``loss``, ``loss_teacher`` and (hr_weight > 0) ``loss_hr``."""
+
+    name = "distill"
+
+    def __init__(self, teacher: nn.Module, *, hr_weight: float = 0.0):
+        check_float("distill.hr_weight", hr_weight)
+        self.teacher, self.hr_weight = teacher, float(hr_weight)
+
+    def bind(self, model, loss_fn, config, device, precision):
+        if self.teacher is model:
+            raise SrnasError("DistillStep: the teacher is the model being trained; give a separate, trained network")
+        prepare_model(self.teacher, device, config.channels_last)
+        self.teacher.eval()
+        super().bind(model, loss_fn, config, device, precision)
+
+    def target_loss(self, sr, lr_img, hr_img):
+        with torch.no_grad(), self.precision.autocast():
+            target = self.teacher(lr_img)
+        loss_t = self.loss_fn(sr, target.float())
+        if not self.hr_weight:
+            return {"loss": loss_t, "loss_teacher": loss_t}
+        loss_hr = self.loss_fn(sr, hr_img)
+        return {"loss": loss_t + self.hr_weight * loss_hr, "loss_teacher": loss_t, "loss_hr": loss_hr}
+
+    def fingerprint_data(self):
+        return {"name": self.name, "hr_weight": self.hr_weight, "teacher": model_signature(self.teacher),
+                "teacher_values": _values_hash(self.teacher)}
+
+
+class GANStep(SupervisedStep):
+    """Adversarial training (SRGAN/ESRGAN shape; TPSR trains its tiny generator this way):
+
+    1. generator: loss = loss_fn(sr, hr) + ``adv_weight`` * BCE(D(sr), real), with D's
+       parameters frozen for this backward; Adam and schedule of the train config;
+    2. discriminator: BCE(D(hr), real) + BCE(D(sr), fake) on this step's generator output
+       (detached, computed before the generator update, as BasicSR's SRGAN model does).
+
+    ``discriminator`` returns logits (any shape). Its Adam uses ``lr`` / ``betas`` /
+    ``weight_decay`` (None: the train config's) with the train config's schedule shape, and
+    ``grad_clip`` (0: none). Both optimisers, the discriminator and both scalers are in the
+    checkpoint (``disc_*`` entries). Logged terms: ``loss`` (generator total),
+    ``loss_content``, ``loss_adv``, ``loss_disc``; lrs ``lr`` and ``lr_disc``.
+    """
+
+    name = "gan"
+
+    def __init__(self, discriminator: nn.Module, *, adv_weight: float = 5e-3, lr: float | None = None,
+                 betas: tuple[float, float] | None = None, weight_decay: float | None = None,
+                 grad_clip: float = 0.0):
+        check_float("gan.adv_weight", adv_weight)
+        if lr is not None:
+            check_float("gan.lr", lr, positive=True)
+        if betas is not None:
+            betas = check_betas("gan.betas", betas)
+        if weight_decay is not None:
+            check_float("gan.weight_decay", weight_decay)
+        check_float("gan.grad_clip", grad_clip)
+        self.discriminator = discriminator
+        self.adv_weight, self.grad_clip = float(adv_weight), float(grad_clip)
+        self.settings = {"lr": lr, "betas": betas, "weight_decay": weight_decay}
+
+    def bind(self, model, loss_fn, config, device, precision):
+        if self.discriminator is model:
+            raise SrnasError("GANStep: the discriminator is the model being trained; give a separate network")
+        super().bind(model, loss_fn, config, device, precision)
+        prepare_model(self.discriminator, device, config.channels_last)
+        self.discriminator.train()
+        s = self.settings
+        self.resolved = {"lr": config.lr if s["lr"] is None else float(s["lr"]),
+                         "betas": config.betas if s["betas"] is None else s["betas"],
+                         "weight_decay": config.weight_decay if s["weight_decay"] is None
+                         else float(s["weight_decay"])}
+        self.d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
+        if not self.d_params:
+            raise SrnasError(f"GANStep: the discriminator ({type(self.discriminator).__name__}) "
+                             f"has no trainable parameters")
+        self.d_opt = _Optimised(self.d_params, config, precision, grad_clip=self.grad_clip, **self.resolved)
+
+    def _bce(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
+        logits = logits.float()
+        target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+        return nn.functional.binary_cross_entropy_with_logits(logits, target)
+
+    def step(self, t, lr_img, hr_img):
+        disc = self.discriminator
+        self.opt.optimizer.zero_grad(set_to_none=True)
+        with requires_grad(self.d_params, False):
+            with self.precision.autocast():
+                sr = self.model(lr_img)
+            sr = sr.float()
+            loss_content = self.loss_fn(sr, hr_img)
+            with self.precision.autocast():
+                fake_logits = disc(sr)
+            loss_adv = self._bce(fake_logits, real=True)
+            loss = loss_content + self.adv_weight * loss_adv
+            self.opt.update(loss)
+
+        self.d_opt.optimizer.zero_grad(set_to_none=True)
+        with self.precision.autocast():
+            real_logits, fake_logits = disc(hr_img), disc(sr.detach())
+        loss_disc = self._bce(real_logits, real=True) + self._bce(fake_logits, real=False)
+        self.d_opt.update(loss_disc)
+        return {"loss": loss, "loss_content": loss_content, "loss_adv": loss_adv, "loss_disc": loss_disc}
+
+    def lrs(self):
+        return {"lr": self.opt.lr(), "lr_disc": self.d_opt.lr()}
+
+    def state_dict(self):
+        return {**self.opt.state_dict(), "disc_model": self.discriminator.state_dict(),
+                **self.d_opt.state_dict("disc_")}
+
+    def load_state_dict(self, state):
+        self.opt.load_state_dict(state)
+        self.discriminator.load_state_dict(state["disc_model"])
+        self.d_opt.load_state_dict(state, "disc_")
+
+    def fingerprint_data(self):
+        return {"name": self.name, "adv_weight": self.adv_weight, "grad_clip": self.grad_clip,
+                **self.resolved, "discriminator": model_signature(self.discriminator)}
+
+
 def train(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
           batch: BatchFn, config: TrainConfig, device: torch.device | str,
           checkpointer: Checkpointer | None, *, evaluate: Callable[[nn.Module], float] | None = None,
           log: LogFn | None = None, progress: bool = True,
           init_state: Mapping[str, torch.Tensor] | None = None,
-          init_exclude: Sequence[str] = ()) -> TrainResult:
+          init_exclude: Sequence[str] = (), train_step: TrainStep | None = None) -> TrainResult:
     """Train ``model`` for ``config.steps`` steps on ``batch(t)`` (stateless, CPU tensors).
 
     Resumes exactly from ``checkpointer``'s latest checkpoint when there is one (its
     fingerprint must match this run's, see :mod:`srnas.checkpoint`); otherwise seeds the
     RNGs with ``config.seed`` and, when ``init_state`` is given, warm-starts with
     :func:`load_matching` (``init_exclude`` prefixes skipped). ``log(metrics, step)``
-    receives numeric metrics at log and eval points (wire MLflow there).
+    receives numeric metrics at log and eval points (wire MLflow there). ``train_step``: what
+    one step does (:class:`SupervisedStep` when None; :class:`GANStep`, :class:`DistillStep`);
+    a step instance serves one call of train().
     """
     device = torch.device(device)
     precision = Precision(device, config.amp)
     prepare_model(model, device, config.channels_last)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas,
-                                 weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: config.lr_at(t) / config.lr)
-    scaler = precision.scaler()
+    train_step = SupervisedStep() if train_step is None else train_step
+    if not isinstance(train_step, TrainStep):
+        raise SrnasError(f"train_step: expected a srnas.train.TrainStep, got {type(train_step).__name__}")
+    train_step.bind(model, loss_fn, config, device, precision)
     meter, best = Meter(), BestTracker()
     history: list[dict] = []
 
     state = None
     if checkpointer is not None:
-        checkpointer.bind(config_fingerprint_data("train", config, model))
+        run_data = config_fingerprint_data("train", config, model)
+        step_data = train_step.fingerprint_data()
+        if step_data is not None:
+            run_data["train_step"] = step_data
+        checkpointer.bind(run_data)
         state = checkpointer.resume()
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
+        train_step.load_state_dict(state)
         meter.load_state_dict(state["meter"], device)
         best.load_state_dict(state["best"])
         history = list(state["history"])
@@ -438,16 +704,8 @@ def train(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torc
             lr_img, hr_img = batch(t)
             lr_img = to_device(lr_img, device, config.channels_last)
             hr_img = to_device(hr_img, device, config.channels_last)
-            optimizer.zero_grad(set_to_none=True)
-            with precision.autocast():
-                sr = model(lr_img)
-            loss = loss_fn(sr.float(), hr_img)
-            scaler.scale(loss).backward()
-            _clip(params, config.grad_clip, scaler, optimizer)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            meter.add("loss", loss)
+            for name, value in train_step.step(t, lr_img, hr_img).items():
+                meter.add(name, value)
             done = t + 1
             bar.update()
 
@@ -464,15 +722,18 @@ def train(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torc
             is_log = (config.log_every and done % config.log_every == 0) or done == config.steps
             record = None
             if is_log:
-                record = {"kind": "train", "step": done, **meter.means(),
-                          "lr": optimizer.param_groups[0]["lr"]}
-                check_finite({k: v for k, v in record.items() if k == "loss"}, done, "training")
+                record = {"kind": "train", "step": done, **meter.means(), **train_step.lrs()}
+                check_finite({k: v for k, v in record.items() if k.startswith("loss")}, done, "training")
                 history.append(record)
 
             if checkpointer is not None and ((every and done % every == 0) or done == config.steps):
+                step_state = train_step.state_dict()
+                clash = sorted(LOOP_STATE_KEYS & set(step_state))
+                if clash:
+                    raise SrnasError(f"{type(train_step).__name__}.state_dict uses the loop's "
+                                     f"checkpoint keys {clash}; rename them")
                 checkpointer.save(done, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                    "model": model.state_dict(), **step_state,
                     "meter": meter.state_dict(), "best": best.state_dict(),
                     "history": history, "rng": rng_state(),
                 })
@@ -482,8 +743,8 @@ def train(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torc
                 rate = (done - n_log) / max(now - t_log, 1e-9)
                 t_log, n_log = now, done
                 bar.postfix(loss=record["loss"])
-                metrics.update(loss=record["loss"], lr=record["lr"], steps_per_second=rate,
-                               images_per_second=rate * config.batch_size)
+                metrics.update({k: v for k, v in record.items() if k not in ("kind", "step")})
+                metrics.update(steps_per_second=rate, images_per_second=rate * config.batch_size)
             if metrics and log is not None:
                 log(metrics, done)
     finally:

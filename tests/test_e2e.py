@@ -106,12 +106,18 @@ def test_dvc_repro_reruns_only_what_an_edit_touches(project):
     params.write_text(params.read_text().replace("scales: [2, 3, 4]", "scales: [2, 3, 4]  # edited"))
     assert _ran(_run(["dvc", "repro"], dest, env)) == []
     params.write_text(params.read_text().replace("grey: y", "grey: replicate"))
+    matrix_runs = [f"{st}_{sp}_s{k}" for sp in ("dlsr", "hinas")
+                   for st, seeds in (("differentiable", [0]), ("reinforce", [0]), ("random", [0, 1, 2]))
+                   for k in seeds]
     assert _ran(_run(["dvc", "repro"], dest, env)) == sorted(
         [f"evaluate_{m}_x{s}" for s in (2, 3, 4)
-         for m in ("bicubic", "dlsr_dlsr_s0", "hinas_hinas_s0")])
-    # A DLSR retraining param: the three retrains and what depends on their models.
+         for m in ("bicubic", "dlsr_dlsr_s0", "hinas_hinas_s0")]
+        + [f"evaluate_matrix_{run}_x2" for run in matrix_runs])
+    # A DLSR retraining param: the three retrains and what depends on their models (the
+    # evaluations, the complexity counts, which read the model files, and the tables).
     params.write_text(params.read_text().replace("halve_every: 50", "halve_every: 40"))
     ran = _run(["dvc", "repro"], dest, env)
-    assert [s for s in _ran(ran) if not s.startswith(("evaluate_dlsr", "render_"))] == [
+    assert [s for s in _ran(ran) if not s.startswith(("evaluate_dlsr", "complexity_dlsr", "render_"))] == [
         f"retrain_dlsr_dlsr_s0_x{s}" for s in (2, 3, 4)]
+    assert {f"complexity_dlsr_dlsr_s0_x{s}" for s in (2, 3, 4)} <= set(_ran(ran))
 

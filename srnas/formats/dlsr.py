@@ -14,10 +14,13 @@ One-line form: ``dlsr:conv_1x1,sep_conv_7x7,sep_conv_5x5|3<1,2;4<2,3;5<2,4;6<4,5
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from srnas.decisions import DECISION_SPACES, Decision, DecisionSpace
+from srnas.errors import SrnasError
 from srnas.genotype import Genotype, GenotypeSpec, field_error, register_spec
 
 NUM_MIXED = 3                      # mixed residual blocks per cell
@@ -100,3 +103,50 @@ def dlsr_genotype(ops: Sequence[str], wiring: Sequence[Sequence[int]] | str = CH
     """A DLSR genotype; ``wiring`` is four (a, b) pairs for cells 3..6, or ``"chain"``."""
     return Genotype("dlsr", {"ops": list(ops),
                              "wiring": wiring if wiring == CHAIN else [list(p) for p in wiring]})
+
+
+class DLSRDecisions(DecisionSpace):
+    """DLSR's decisions: ``op1..op3`` (the op of each mixed residual block, shared by the six
+    cells) over :data:`OPS`, then ``cell3..cell6`` (the two predecessors cell k reads).
+
+    Input choices are ORDERED pairs of distinct cells 1..k-1: derivation lists the two
+    largest betas largest first, so every order can come out, and the order is the
+    concatenation order of the derived net (it matters for weights, and the para-loss
+    genotype reads cell3 <- cat(cell2, cell1)). Hence 2, 6, 12, 20 choices for cells 3..6
+    (the paper's Eq. 3 counts 5*4*3*2 instead). ``search_network=False`` (DLSR-B) has the
+    op decisions only and the chain wiring.
+    """
+
+    space = "dlsr"
+
+    def __init__(self, search_network: bool = True, **_other: Any):
+        self.search_network = bool(search_network)
+        ops = tuple(Decision(f"op{j + 1}", OPS) for j in range(NUM_MIXED))
+        links = tuple(Decision(f"cell{k}", tuple(itertools.permutations(range(1, k), 2)))
+                      for k in SEARCHED_CELLS) if self.search_network else ()
+        self._decisions = ops + links
+
+    def decisions(self) -> tuple[Decision, ...]:
+        return self._decisions
+
+    def _genotype(self, values: Mapping[str, Any]) -> Genotype:
+        ops = [values[f"op{j + 1}"] for j in range(NUM_MIXED)]
+        if not self.search_network:
+            return dlsr_genotype(ops, CHAIN)
+        return dlsr_genotype(ops, [values[f"cell{k}"] for k in SEARCHED_CELLS])
+
+    def assignment(self, genotype: Genotype) -> dict[str, Any]:
+        if not isinstance(genotype, Genotype) or genotype.space != self.space:
+            raise SrnasError(f"dlsr decisions: expected a 'dlsr' genotype, got {genotype!r}")
+        wiring = genotype.payload["wiring"]
+        if (wiring == CHAIN) == self.search_network:
+            kind = "the chain wiring (DLSR-B)" if wiring == CHAIN else "a searched wiring"
+            raise SrnasError(f"dlsr decisions: genotype {genotype} has {kind}, but this space "
+                             f"has search_network={self.search_network}")
+        out: dict[str, Any] = {f"op{j + 1}": op for j, op in enumerate(genotype.payload["ops"])}
+        if self.search_network:
+            out.update({f"cell{k}": tuple(pair) for k, pair in zip(SEARCHED_CELLS, wiring)})
+        return self.check(out)
+
+
+DECISION_SPACES.register("dlsr")(DLSRDecisions)

@@ -12,10 +12,13 @@ The network that builds a payload, and what the levels mean, is :mod:`srnas.spac
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from srnas.decisions import DECISION_SPACES, Decision, DecisionSpace
+from srnas.errors import SrnasError
 from srnas.genotype import Genotype, GenotypeSpec, field_error, register_spec
 
 WIDTH_FACTORS = (1.0, 1.5, 2.0)
@@ -114,3 +117,84 @@ class HiNASGenotypeSpec(GenotypeSpec):
 def hinas_genotype(cells: Sequence, path: Sequence[int]) -> Genotype:
     return Genotype("hinas", {"cells": [[[list(e) for e in node] for node in cell] for cell in cells],
                               "path": list(path)})
+
+
+MOVES = (-1, 0, 1)               # down, keep, up (the width path's transitions)
+
+
+class HiNASDecisions(DecisionSpace):
+    """HiNAS's decisions for ``layers`` cells of ``nodes`` nodes.
+
+    Per layer l and node i (``l{l}.n{i}.*``): ``inputs``, the ordered pair of distinct inputs
+    (0 = s0, 1 = s1, 2 + j = node j), and ``op0`` / ``op1``, the op on each (every op but
+    ``none``); with ``lwas=False`` (one cell tied across layers, Table 2's basic space) the
+    cell decisions are ``n{i}.*`` once. Pairs are ordered so that every valid genotype
+    round-trips: the two orders build the same network (a node sums its two edges) but are
+    different genotypes (hash, parameter order); derivation lists inputs ascending.
+    Then per layer ``l{l}.move``: the width move in {-1, 0, +1} from the previous level
+    (the stem's level 0 before layer 0), clamped to the levels layer l holds. Clamping maps
+    several move sequences to one path (at layer 0, -1 and 0 both keep level 0);
+    ``assignment(g)`` gives the unclamped one.
+    """
+
+    space = "hinas"
+
+    def __init__(self, layers: int = 2, nodes: int = 3, lwas: bool = True, **_other: Any):
+        for name, value, low in (("layers", layers, 1), ("nodes", nodes, 2)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SrnasError(f"hinas decisions: {name}: expected an integer >= {low}, got {value!r}")
+        self.layers, self.nodes, self.lwas = layers, nodes, bool(lwas)
+        ops = tuple(op for op in OPS if op != NONE)
+        cells = []
+        for prefix in self._prefixes():
+            for i in range(nodes):
+                cells += [Decision(f"{prefix}n{i}.inputs", tuple(itertools.permutations(range(2 + i), 2))),
+                          Decision(f"{prefix}n{i}.op0", ops), Decision(f"{prefix}n{i}.op1", ops)]
+        moves = [Decision(f"l{l}.move", MOVES) for l in range(layers)]
+        self._decisions = tuple(cells + moves)
+
+    def _prefixes(self) -> list[str]:
+        return [f"l{l}." for l in range(self.layers)] if self.lwas else [""]
+
+    def decisions(self) -> tuple[Decision, ...]:
+        return self._decisions
+
+    def _genotype(self, values: Mapping[str, Any]) -> Genotype:
+        cells = []
+        for prefix in self._prefixes():
+            cell = []
+            for i in range(self.nodes):
+                a, b = values[f"{prefix}n{i}.inputs"]
+                cell.append([[a, values[f"{prefix}n{i}.op0"]], [b, values[f"{prefix}n{i}.op1"]]])
+            cells.append(cell)
+        if not self.lwas:
+            cells = cells * self.layers
+        path, level = [], 0
+        for l in range(self.layers):
+            level = min(max(level + values[f"l{l}.move"], 0), reachable(l) - 1)
+            path.append(level)
+        return hinas_genotype(cells, path)
+
+    def assignment(self, genotype: Genotype) -> dict[str, Any]:
+        if not isinstance(genotype, Genotype) or genotype.space != self.space:
+            raise SrnasError(f"hinas decisions: expected a 'hinas' genotype, got {genotype!r}")
+        cells, path = genotype.payload["cells"], genotype.payload["path"]
+        if len(cells) != self.layers or len(cells[0]) != self.nodes:
+            raise SrnasError(f"hinas decisions: genotype {genotype} has {len(cells)} layers of "
+                             f"{len(cells[0])} nodes, this space {self.layers} of {self.nodes}")
+        if not self.lwas and any(cell != cells[0] for cell in cells):
+            raise SrnasError(f"hinas decisions: genotype {genotype} has different cells per "
+                             f"layer, but this space ties one cell across layers (lwas=False)")
+        out: dict[str, Any] = {}
+        for prefix, cell in zip(self._prefixes(), cells):
+            for i, ((a, op0), (b, op1)) in enumerate(cell):
+                out.update({f"{prefix}n{i}.inputs": (a, b), f"{prefix}n{i}.op0": op0,
+                            f"{prefix}n{i}.op1": op1})
+        prev = 0
+        for l, level in enumerate(path):
+            out[f"l{l}.move"] = level - prev
+            prev = level
+        return self.check(out)
+
+
+DECISION_SPACES.register("hinas")(HiNASDecisions)

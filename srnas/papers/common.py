@@ -80,4 +80,5 @@ def _register_table2() -> None:
     TABLES.register("table2")(TableSpec(
         "table2", "results/table2.md", TABLE2, _table2_rows,
         title="Table 2: lightweight SR methods at x2/x3/x4 (shape of DLSR's Table 2)",
-        params=("budget", "data.source", "data.benchmark_root", "data.scales", *PAPERS.names())))
+        params=("budget", "data.source", "data.benchmark_root", "data.scales",
+                *(name for name in PAPERS.names() if PAPERS.get(name).cross_table))))

@@ -36,7 +36,7 @@ from srnas.genotype import packaged
 from srnas.io import atomic_write_json, read_json
 from srnas.papers.dlsr_tables import TABLE2, TABLE3, TABLE4_GPU_DAYS, TABLE5, TABLE6, TABLE7
 from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
-from srnas.recipe import PAPERS, Recipe, RetrainJob, split_images
+from srnas.recipe import PAPERS, Recipe, RetrainJob, split_images, warm_start_field
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec
 from srnas.zoo import ARCHS, MODELS, ArchEntry, ModelEntry
 
@@ -76,6 +76,8 @@ SCHEMA = {
         check_text="must be a non-empty list of integers >= 0"),
     "published": list_of(str, [], choices=tuple(PUBLISHED), nonempty=False),
     "scales": list_of(int, [2, 3, 4], choices=(2, 3, 4)),
+    # x3 and x4 start from the x2 weights except the upsampler (appendix A).
+    "warm_start": warm_start_field(PAPER, {3: 2, 4: 2}),
     "released_weights": Field(str, None, nullable=True,
                               doc="null (off), 'download', or a folder holding the authors' .pt files"),
     "options": {
@@ -135,7 +137,7 @@ register_block(PAPER, SCHEMA)
 class DLSRRecipe(Recipe):
     name = PAPER
     space = "dlsr"
-    warm_start = True
+    search_parts = ("train", "valid")
 
     def search_runs(self, params):
         return [(v, s) for v in params.get("dlsr.variants") for s in params.get("dlsr.seeds")]
@@ -149,8 +151,7 @@ class DLSRRecipe(Recipe):
             genotype_name, nf, method = PUBLISHED[name]
             jobs.append(RetrainJob(f"published-{name}", f"srnas/genotypes/{genotype_name}.json",
                                    name, params.get("dlsr.seeds")[0], scales,
-                                   f"{method} (published genotype, nf={nf}), retrained by srnas",
-                                   arch=name))
+                                   f"{method} (published genotype, nf={nf}), retrained by srnas"))
         return jobs
 
     def search_keys(self):
@@ -159,10 +160,11 @@ class DLSRRecipe(Recipe):
 
     def retrain_keys(self):
         return ("budget", "device", "cuda", "dlsr.retrain", "dlsr.options", "dlsr.search.nf",
-                "dlsr.budgets.quick.retrain", "dlsr.budgets.paper.retrain")
+                "dlsr.warm_start", "dlsr.budgets.quick.retrain", "dlsr.budgets.paper.retrain")
 
     # ---- search ---------------------------------------------------------------------
-    def search(self, params, *, variant, seed, split, data, out, checkpoints, run):
+    def search(self, params, *, variant, seed, split, data, out, checkpoints, run,
+               phase="search", inputs=None):
         import torch
 
         from srnas import train as _  # noqa: F401  (fail early if the training stack is missing)
@@ -234,7 +236,7 @@ class DLSRRecipe(Recipe):
 
     # ---- retrain --------------------------------------------------------------------
     def retrain(self, params, *, variant, seed, genotype, scale, split, data, init, out,
-                checkpoints, run):
+                checkpoints, run, phase="retrain", inputs=None):
         import torch
 
         from srnas.checkpoint import Checkpointer

@@ -57,7 +57,7 @@ from srnas.papers.hinas_tables import (
     TABLE12,
 )
 from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
-from srnas.recipe import PAPERS, Measurement, Recipe, RetrainJob, split_images
+from srnas.recipe import PAPERS, Measurement, Recipe, RetrainJob, split_images, warm_start_field
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec, budget_note, measured
 
 if TYPE_CHECKING:
@@ -96,6 +96,9 @@ SCHEMA = {
         isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v),
         check_text="must be a non-empty list of integers >= 0"),
     "scales": list_of(int, [2, 3, 4], choices=(2, 3, 4)),
+    # Every scale is trained from scratch in the paper; e.g. {4: 2} starts x4 from the x2
+    # weights (all but the decoder).
+    "warm_start": warm_start_field(PAPER, {}),
     "options": {
         "lwas": Field(bool, True),
         "residual": Field(bool, True),
@@ -152,7 +155,7 @@ def effective_options(params, variant: str) -> dict:
 class HiNASRecipe(Recipe):
     name = PAPER
     space = "hinas"
-    warm_start = False     # every scale is trained from scratch
+    search_parts = ("train_w", "train_a", "valid")
 
     def search_runs(self, params):
         return [(v, s) for v in params.get("hinas.variants") for s in params.get("hinas.seeds")]
@@ -173,11 +176,12 @@ class HiNASRecipe(Recipe):
                 "hinas.budgets.quick.search", "hinas.budgets.paper.search")
 
     def retrain_keys(self):
-        return ("budget", "device", "cuda", "hinas.retrain", "hinas.options",
+        return ("budget", "device", "cuda", "hinas.retrain", "hinas.options", "hinas.warm_start",
                 "hinas.budgets.quick.retrain", "hinas.budgets.paper.retrain")
 
     # ---- search ---------------------------------------------------------------------
-    def search(self, params, *, variant, seed, split, data, out, checkpoints, run):
+    def search(self, params, *, variant, seed, split, data, out, checkpoints, run,
+               phase="search", inputs=None):
         import torch
 
         from srnas.checkpoint import Checkpointer
@@ -246,7 +250,7 @@ class HiNASRecipe(Recipe):
 
     # ---- retrain --------------------------------------------------------------------
     def retrain(self, params, *, variant, seed, genotype, scale, split, data, init, out,
-                checkpoints, run):
+                checkpoints, run, phase="retrain", inputs=None):
         import torch
 
         from srnas.checkpoint import Checkpointer
@@ -268,6 +272,15 @@ class HiNASRecipe(Recipe):
         kwargs = {"width": hp["width"], "residual": opts["residual"], "decoder": opts["decoder"]}
         torch.manual_seed(seed)
         model = build_network(g, scale, **kwargs)
+        context = {"genotype": g.to_dict(), "kwargs": kwargs, "options": opts,
+                   "files": [f.name for f in images.hr_files]}
+        init_state = None
+        if init is not None:   # hinas.warm_start: another scale's weights, all but the decoder
+            from srnas.data.images import sha256_file
+            from srnas.modelfile import load_model
+
+            init_state = load_model(init)[0].state_dict()
+            context["init"] = sha256_file(init)
 
         def loss_fn(sr, hr):
             return hinas_loss(sr, hr, variant=opts["loss"])
@@ -284,8 +297,8 @@ class HiNASRecipe(Recipe):
                                                  patch_hr=patch, scale=scale),
                        config, device,
                        Checkpointer(checkpoints, every=size["checkpoint_every"], on_mismatch="archive",
-                                    context={"genotype": g.to_dict(), "kwargs": kwargs, "options": opts,
-                                             "files": [f.name for f in images.hr_files]}),
+                                    context=context),
+                       init_state=init_state, init_exclude=("decoder.",),
                        log=lambda metrics, step: run.log_metrics(metrics, step=step))
         save_model(out, result.model, g, scale, kwargs,
                    meta={"paper": PAPER, "variant": variant, "seed": seed, "budget": params.get("budget"),
@@ -447,7 +460,7 @@ def _job_rows(params, scales: set[int], method_of) -> list[RowSource]:
                     job.label, scale, RECIPE.eval_file(job.run, scale), method=method,
                     complexity=RECIPE.complexity_file(job.run, scale),
                     what=f"trained at this budget, run `{job.run}`, common protocol; Params and "
-                         f"Multi-Adds of the genotype at width 16 with the paper decoder", trained=True))
+                         f"Multi-Adds of the retrained network (its width and decoder)", trained=True))
     return rows
 
 
@@ -466,9 +479,9 @@ def _rendered(printed, rows_fn, title: str, extra: list[str]):
         from srnas.tables import render
 
         sources = rows_fn(params)
-        rows, sets = measured(params, sources)
+        rows, sets = measured(params, sources, printed)
         return render(printed, rows, title=title, extra_sets=sets, footer=[PROTOCOL_NOTE, *extra],
-                      preamble=budget_note(params, sources))
+                      preamble=budget_note(params, sources), name=f"hinas/table{printed.number}")
 
     def inputs(params) -> list[str]:
         return [f for src in rows_fn(params) for f in src.files()]

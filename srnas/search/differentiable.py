@@ -7,18 +7,24 @@ Each step t (0-based) does:
    (``space.weight_parameters()``; the architecture parameters are frozen for this
    backward). DLSR Eq. (5); HiNAS "Train W".
 2. **Architecture step** (only once ``t >= warmup_steps``), after the weight step, so every
-   loss below is evaluated with the updated weights:
+   loss below is evaluated with the updated weights. The loss is formed by the update rule
+   named by ``config.arch_update`` (:data:`UPDATE_RULES`; DARTS likewise keeps its
+   ``Architect`` apart from the network):
 
-   - ``arch_update="mixed_level"`` (MiLeNAS, DLSR Eq. 4-6): minimise
+   - ``"mixed_level"`` (:class:`MixedLevel`; MiLeNAS, DLSR Eq. 4-6): minimise
      L_tr(train_batch(t)) + lam * L_val(val_batch(t)). DLSR: lam = 1, Adam (0.5, 0.999),
      D_train = 3000 DF2K images, D_valid = the other 450.
-   - ``arch_update="first_order"`` (DARTS first order; HiNAS): minimise
+   - ``"first_order"`` (:class:`FirstOrder`; DARTS first order; HiNAS): minimise
      L_val(val_batch(t)) only, where the val batch comes from the architecture split
      ("Train A"); the train batch is not used.
 
    plus ``gamma * regularizer(space)`` when a regulariser is given (DLSR Eq. 9-10:
    :func:`srnas.losses.param_regularizer` of the space's alpha). The weights are frozen for
    this backward.
+
+Hooks (:mod:`srnas.search.hooks`): ``hook.on_step(t, space)`` for each hook, in order, at
+the start of step t, before its batches are drawn (temperature or radius schedules); their
+state, where they have one, is part of the checkpoint.
 
 DLSR's Eq. (6) prints "+ lambda grad L_val" (a sign typo); Eq. (4) minimises the sum, which
 is what is done here.
@@ -37,15 +43,17 @@ checkpoint (periodic and always after the last step), then one call of
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from srnas.checkpoint import Checkpointer, rng_state, set_rng_state
 from srnas.errors import SrnasError
 from srnas.genotype import Genotype
+from srnas.registry import Registry
+from srnas.search.hooks import hook_fingerprints, hook_metrics, hook_states, load_hook_states
 from srnas.spaces.base import SearchSpace
 from srnas.train import (
     BestTracker,
@@ -66,9 +74,9 @@ from srnas.train import (
     to_device,
 )
 
-__all__ = ["ARCH_UPDATES", "SearchConfig", "SearchResult", "run_search"]
+__all__ = ["ARCH_UPDATES", "UPDATE_RULES", "FirstOrder", "MixedLevel", "SearchConfig", "SearchResult",
+           "UpdateRule", "run_search"]
 
-ARCH_UPDATES = ("mixed_level", "first_order")
 WEIGHT_OPTIMIZERS = ("adam", "sgd")
 WEIGHT_SCHEDULES = ("constant", "cosine")
 
@@ -141,7 +149,7 @@ class SearchConfig:
         check_float("search.arch_lr", self.arch_lr, positive=True)
         object.__setattr__(self, "arch_betas", check_betas("search.arch_betas", self.arch_betas))
         check_float("search.arch_weight_decay", self.arch_weight_decay)
-        check_choice("search.arch_update", self.arch_update, ARCH_UPDATES)
+        check_choice("search.arch_update", self.arch_update, UPDATE_RULES.names())
         check_float("search.lam", self.lam)
         check_float("search.gamma", self.gamma)
         snaps = self.snapshot_steps
@@ -184,6 +192,60 @@ class SearchResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+class UpdateRule:
+    """One architecture update rule: the architecture loss of step t, computed with the
+    weights just updated and frozen (the loop does the backward, the regulariser and the
+    Adam step on the architecture parameters). Rules are built once per run from the
+    config; they add what they evaluate to ``meter`` (``loss_val`` for validation losses).
+    ``val_batch`` is the callable, so a rule that needs no validation batch draws none."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: SearchConfig):
+        self.config = config
+
+    def loss(self, t: int, train_data: tuple[torch.Tensor, torch.Tensor], val_batch: BatchFn,
+             forward_loss: Callable[[tuple[torch.Tensor, torch.Tensor]], torch.Tensor],
+             meter: Meter) -> torch.Tensor:
+        raise NotImplementedError
+
+
+UPDATE_RULES: Registry[type[UpdateRule]] = Registry("architecture update rule (search.arch_update)")
+
+
+@UPDATE_RULES.register("mixed_level")
+class MixedLevel(UpdateRule):
+    """MiLeNAS mixed-level (DLSR Eq. 4-6): L_tr on the step's own train batch (reused, not
+    redrawn) + lam * L_val; with lam = 0 the val batch is not drawn."""
+
+    name = "mixed_level"
+
+    def loss(self, t, train_data, val_batch, forward_loss, meter):
+        loss = forward_loss(train_data)
+        if self.config.lam:
+            loss_v = forward_loss(val_batch(t))
+            meter.add("loss_val", loss_v)
+            loss = loss + self.config.lam * loss_v
+        return loss
+
+
+@UPDATE_RULES.register("first_order")
+class FirstOrder(UpdateRule):
+    """DARTS first order (HiNAS): L_val alone, on the architecture split."""
+
+    name = "first_order"
+
+    def loss(self, t, train_data, val_batch, forward_loss, meter):
+        loss = forward_loss(val_batch(t))
+        meter.add("loss_val", loss)
+        return loss
+
+
+# The config keys known when this module is imported (kept for callers that list them);
+# SearchConfig validates against the registry itself, so a rule registered later is valid.
+ARCH_UPDATES = tuple(UPDATE_RULES.names())
+
+
 def _weight_optimizer(params, config: SearchConfig) -> torch.optim.Optimizer:
     if config.weight_optimizer == "adam":
         return torch.optim.Adam(params, lr=config.weight_lr, betas=config.weight_betas,
@@ -198,7 +260,7 @@ def run_search(space: SearchSpace, loss_fn: LossFn, train_batch: BatchFn, val_ba
                regularizer: Callable[[SearchSpace], torch.Tensor] | None = None,
                evaluate: Callable[[SearchSpace], float] | None = None,
                log: Callable[[dict, int], None] | None = None,
-               progress: bool = True) -> SearchResult:
+               progress: bool = True, hooks: Sequence[Any] = ()) -> SearchResult:
     """Search for ``config.steps`` steps; see the module docstring for the algorithm.
 
     ``train_batch(t)`` / ``val_batch(t)`` return (lr, hr) CPU tensors for step t and must be
@@ -206,7 +268,8 @@ def run_search(space: SearchSpace, loss_fn: LossFn, train_batch: BatchFn, val_ba
     sets). ``regularizer(space)`` returns a scalar added to the architecture loss with
     weight ``config.gamma``. ``evaluate(space)`` is called in eval mode under no_grad.
     ``log(metrics, step)`` receives numeric metrics (MLflow is wired there by the caller).
-    Resumes from ``checkpointer``'s latest checkpoint when present.
+    ``hooks``: per-step hooks (:mod:`srnas.search.hooks`), called in order at the start of
+    each step. Resumes from ``checkpointer``'s latest checkpoint when present.
     """
     if not isinstance(space, SearchSpace):
         raise SrnasError(f"run_search needs a SearchSpace supernet, got {type(space).__name__}")
@@ -217,6 +280,9 @@ def run_search(space: SearchSpace, loss_fn: LossFn, train_batch: BatchFn, val_ba
     weight_params = [p for p in space.weight_parameters() if p.requires_grad]
     if not arch_params:
         raise SrnasError(f"{type(space).__name__} has no architecture parameters to search")
+    hooks = list(hooks)
+    hook_data = hook_fingerprints(hooks)
+    rule = UPDATE_RULES.get(config.arch_update)(config)
     w_opt = _weight_optimizer(weight_params, config)
     w_sched = torch.optim.lr_scheduler.LambdaLR(
         w_opt, lambda t: config.weight_lr_at(t) / config.weight_lr)
@@ -229,7 +295,10 @@ def run_search(space: SearchSpace, loss_fn: LossFn, train_batch: BatchFn, val_ba
 
     state = None
     if checkpointer is not None:
-        checkpointer.bind(config_fingerprint_data("search", config, space))
+        run_data = config_fingerprint_data("search", config, space)
+        if hooks:  # runs without hooks keep the fingerprint they always had
+            run_data["hooks"] = hook_data
+        checkpointer.bind(run_data)
         state = checkpointer.resume()
     if state is not None:
         space.load_state_dict(state["model"])
@@ -244,6 +313,7 @@ def run_search(space: SearchSpace, loss_fn: LossFn, train_batch: BatchFn, val_ba
         history = list(state["history"])
         snapshots = {int(k): Genotype.from_dict(v, f"checkpoint snapshot {k}")
                      for k, v in state["snapshots"].items()}
+        load_hook_states(hooks, state.get("hooks"), f"search checkpoint of step {state['step']}")
         set_rng_state(state["rng"])
         start = int(state["step"])
     else:
@@ -267,6 +337,8 @@ def run_search(space: SearchSpace, loss_fn: LossFn, train_batch: BatchFn, val_ba
 
     try:
         for t in range(start, config.steps):
+            for hook in hooks:
+                hook.on_step(t, space)
             train_data = train_batch(t)
 
             # 1. weights on the train batch (Eq. 5)
@@ -286,15 +358,7 @@ def run_search(space: SearchSpace, loss_fn: LossFn, train_batch: BatchFn, val_ba
             if t >= config.warmup_steps:
                 a_opt.zero_grad(set_to_none=True)
                 with requires_grad(weight_params, False):
-                    if config.arch_update == "mixed_level":
-                        loss_a = forward_loss(train_data)
-                        if config.lam:
-                            loss_v = forward_loss(val_batch(t))
-                            meter.add("loss_val", loss_v)
-                            loss_a = loss_a + config.lam * loss_v
-                    else:  # first_order
-                        loss_a = forward_loss(val_batch(t))
-                        meter.add("loss_val", loss_a)
+                    loss_a = rule.loss(t, train_data, val_batch, forward_loss, meter)
                     if regularizer is not None and config.gamma:
                         reg = regularizer(space)
                         meter.add("regularizer", reg)
@@ -324,7 +388,7 @@ def run_search(space: SearchSpace, loss_fn: LossFn, train_batch: BatchFn, val_ba
             if (config.log_every and done % config.log_every == 0) or done == config.steps:
                 record = {"kind": "train", "step": done, **meter.means(),
                           "lr_weights": w_opt.param_groups[0]["lr"],
-                          "lr_arch": a_opt.param_groups[0]["lr"]}
+                          "lr_arch": a_opt.param_groups[0]["lr"], **hook_metrics(hooks)}
                 check_finite({k: v for k, v in record.items() if k.startswith("loss")}, done, "search")
                 history.append(record)
             if checkpointer is not None and ((every and done % every == 0) or done == config.steps):
@@ -335,7 +399,7 @@ def run_search(space: SearchSpace, loss_fn: LossFn, train_batch: BatchFn, val_ba
                     "weight_scaler": w_scaler.state_dict(), "arch_scaler": a_scaler.state_dict(),
                     "meter": meter.state_dict(), "best": best.state_dict(), "history": history,
                     "snapshots": {str(k): g.to_dict() for k, g in snapshots.items()},
-                    "rng": rng_state(),
+                    "hooks": hook_states(hooks), "rng": rng_state(),
                 })
             if record is not None:
                 now = time.perf_counter()

@@ -11,17 +11,25 @@ Protocol of a supernet (:class:`SearchSpace`):
   ``state_dict`` with the weights and are checkpointed together;
 - ``arch_parameters()`` and ``weight_parameters()`` split ``parameters()`` into the two
   groups a bilevel or mixed-level optimiser updates separately (disjoint, complete);
-- ``derive()`` discretises the current architecture into a :class:`~srnas.genotype.Genotype`.
+- ``derive()`` discretises the current architecture into a :class:`~srnas.genotype.Genotype`;
+- weight sharing (ENAS-style, for strategies that sample children): under
+  ``with supernet.fixed(genotype):`` the supernet computes exactly the child network of
+  ``genotype`` with its own (shared) weights, and ``child_state_dict(genotype)`` is the
+  derived network's state dict holding those weights (load it into
+  ``SPACES.get(space).network(genotype, scale, **same construction settings)``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 
+from srnas.errors import SrnasError
 from srnas.genotype import Genotype
 from srnas.ops import OpFamily
 
@@ -38,7 +46,9 @@ class MixedOp(nn.Module):
         self.names = tuple(names) if names is not None else family.names
         self.candidates = nn.ModuleList(family.build(name, C) for name in self.names)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | int) -> torch.Tensor:
+        if isinstance(weights, int):   # one candidate alone: weight sharing (SearchSpace.fixed)
+            return self.candidates[weights](x)
         if weights.shape != (len(self.candidates),):
             raise ValueError(f"expected {len(self.candidates)} weights, got {tuple(weights.shape)}")
         out = None
@@ -49,11 +59,42 @@ class MixedOp(nn.Module):
 
 
 class SearchSpace(nn.Module):
-    """Base class of supernets: the arch/weight parameter split and ``derive()``."""
+    """Base class of supernets: the arch/weight parameter split, ``derive()`` and weight
+    sharing (``fixed``). ``space`` is the genotype's search-space name."""
+
+    space: str = ""
 
     def __init__(self) -> None:
         super().__init__()
         self._arch_names: list[str] = []
+        self._fixed: Any = None     # what _select(genotype) returned, while fixed() is active
+
+    @contextlib.contextmanager
+    def fixed(self, genotype: Genotype) -> Iterator[SearchSpace]:
+        """Within the block the supernet computes the child ``genotype`` with its shared
+        weights (no architecture parameter is used, so none gets a gradient; only the
+        selected ops' weights do). Nests; the previous mode is restored on exit."""
+        selection = self._select(genotype)
+        previous, self._fixed = self._fixed, selection
+        try:
+            yield self
+        finally:
+            self._fixed = previous
+
+    def _select(self, genotype: Genotype) -> Any:
+        """Check ``genotype`` against this supernet and precompute what forward needs."""
+        raise NotImplementedError(f"search space {self.space or type(self).__name__!r}: "
+                                  f"{type(self).__name__} has no weight sharing (fixed)")
+
+    def child_state_dict(self, genotype: Genotype) -> dict[str, torch.Tensor]:
+        """The derived network's state dict made of the weights ``fixed(genotype)`` uses."""
+        raise NotImplementedError(f"search space {self.space or type(self).__name__!r}: "
+                                  f"{type(self).__name__} has no weight sharing (child_state_dict)")
+
+    def _check_genotype(self, genotype: Any) -> Genotype:
+        if not isinstance(genotype, Genotype) or genotype.space != self.space:
+            raise SrnasError(f"{type(self).__name__}: expected a {self.space!r} genotype, got {genotype!r}")
+        return genotype
 
     def register_arch_parameter(self, name: str, init: torch.Tensor) -> nn.Parameter:
         param = nn.Parameter(init)

@@ -211,7 +211,13 @@ class DLSRSupernet(_DLSRBody, SearchSpace):
       first k-1 entries; the rest are padding, never read (no gradient reaches them).
     - ``search_network=False`` (DLSR-B): plain chain, no betas, no g convs.
     - Final aggregation always takes all six cells.
+    - Weight sharing (``fixed(g)``): each mixed block runs only g's op; cell k in 3..6
+      applies the columns of its g conv that belong to g's two inputs, in g's order, which
+      is the derived net's 2*nf -> nf conv (``child_state_dict`` slices them out). A chain
+      genotype skips the g convs; a wired one needs ``search_network=True``.
     """
+
+    space = "dlsr"
 
     def __init__(self, scale: int, nf: int = 48, search_network: bool = True,
                  distilled: int | None = None, esa_channels: int | None = None,
@@ -241,6 +247,8 @@ class DLSRSupernet(_DLSRBody, SearchSpace):
                 for row, k in enumerate(SEARCHED_CELLS)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fixed is not None:
+            return self._forward_fixed(x, *self._fixed)
         op_weights = self.op_weights()
         betas = self.beta_weights()
         head = self.head(x)
@@ -254,6 +262,61 @@ class DLSRSupernet(_DLSRBody, SearchSpace):
                 inp = outs[-1]
             outs.append(cell(inp, op_weights))
         return self._finish(head, outs)
+
+    # -- weight sharing ------------------------------------------------------------------
+    def _select(self, genotype: Genotype) -> tuple[list[int], list[tuple[int, int]] | None]:
+        genotype = self._check_genotype(genotype)
+        ops = [DLSR.names.index(op) for op in genotype.payload["ops"]]
+        wiring = genotype.payload["wiring"]
+        if wiring == CHAIN:
+            return ops, None
+        if not self.search_network:
+            raise SrnasError(f"DLSRSupernet(search_network=False) has no links for the wiring "
+                             f"of {genotype}; only chain genotypes share its weights")
+        return ops, [tuple(p) for p in wiring]
+
+    def _link_columns(self, cell: int, pair: Sequence[int]) -> torch.Tensor:
+        """The g conv weight of ``cell`` restricted to the inputs ``pair`` (in that order)."""
+        w, nf = self.links[str(cell)].weight, self.nf
+        return torch.cat([w[:, (j - 1) * nf: j * nf] for j in pair], dim=1)
+
+    def _forward_fixed(self, x: torch.Tensor, ops: list[int],
+                       wiring: list[tuple[int, int]] | None) -> torch.Tensor:
+        head = self.head(x)
+        outs: list[torch.Tensor] = []
+        for k, cell in enumerate(self.cells, start=1):
+            if k == 1:
+                inp = head
+            elif wiring is None or k not in SEARCHED_CELLS:
+                inp = outs[-1]
+            else:
+                pair = wiring[k - SEARCHED_CELLS[0]]
+                link = F.conv2d(torch.cat([outs[j - 1] for j in pair], dim=1),
+                                self._link_columns(k, pair), self.links[str(k)].bias)
+                inp = F.leaky_relu(link, NEG_SLOPE)
+            outs.append(cell(inp, ops))
+        return self._finish(head, outs)
+
+    def child_state_dict(self, genotype: Genotype) -> dict[str, torch.Tensor]:
+        """For ``DLSRNet(genotype, scale, nf=..., ...)`` built like this supernet."""
+        ops, wiring = self._select(genotype)
+        arch = {name for name, _ in self.named_arch_parameters()}
+        out: dict[str, torch.Tensor] = {}
+        for key, value in self.state_dict().items():
+            parts = key.split(".")
+            if key in arch:
+                continue
+            if parts[0] == "cells" and parts[2] == "ops":          # cells.c.ops.j.candidates.i.*
+                if int(parts[5]) == ops[int(parts[3])]:
+                    out[".".join(parts[:4] + parts[6:])] = value
+            elif parts[0] == "links":
+                if wiring is not None:
+                    k = int(parts[1])
+                    out[key] = (self._link_columns(k, wiring[k - SEARCHED_CELLS[0]]).detach()
+                                if parts[2] == "weight" else value)
+            else:
+                out[key] = value
+        return out
 
     def derive(self) -> Genotype:
         """argmax alpha per mixed block; for cells 3..6 the two predecessors with the

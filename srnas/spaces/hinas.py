@@ -65,12 +65,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from srnas.errors import SrnasError
-from srnas.formats.hinas import LEVELS, NONE, WIDTH_FACTORS, HiNASGenotypeSpec, hinas_genotype, reachable  # noqa: F401  (the format's names, re-exported)
+from srnas.formats.hinas import LEVELS, MOVES, NONE, WIDTH_FACTORS, HiNASGenotypeSpec, hinas_genotype, reachable  # noqa: F401  (the format's names, re-exported)
 from srnas.genotype import Genotype
 from srnas.ops import HINAS, HINAS_SLOPE
 from srnas.spaces.base import MixedOp, SearchSpace, top_k
 
-MOVES = (-1, 0, 1)               # down, keep, up
 DECODERS = ("paper", "released")
 PEAK = 255.0
 
@@ -302,7 +301,18 @@ class HiNASSupernet(_Framework, SearchSpace):
     Architecture parameters: ``alpha`` (layers, edges, 7), or (1, edges, 7) when
     ``lwas=False``; ``beta`` (layers, 3 source levels, 3 moves), masked by
     :func:`transition_mask`. Both start at 1e-3 * N(0, 1) (DARTS).
+
+    Weight sharing (``fixed(g)``): only the cells on g's path run, cell (l, t) on
+    pre1 of the edge from g's previous level, and each node runs g's two ops on the edges
+    from g's two inputs; the decoder sees zeros in place of the other levels of the last
+    layer, i.e. it applies the columns of its first conv(s) that read g's level (what
+    ``child_state_dict`` slices out). Exact for the child only where the supernet holds
+    the child's s0 link: always for L <= 2 (s0 is the stem); for L > 2 the child's s0 of
+    layer l is layer l-2 at g's level there, which the supernet preprocesses only when it
+    is the level its own s0 rule reads, so other paths are refused (SrnasError).
     """
+
+    space = "hinas"
 
     def __init__(self, scale: int = 4, width: int = 8, layers: int = 2, nodes: int = 3,
                  lwas: bool = True, cell_sharing: bool = True, residual: bool = True,
@@ -365,6 +375,8 @@ class HiNASSupernet(_Framework, SearchSpace):
         return torch.nan_to_num(w, nan=0.0)   # rows with no valid move (unreachable sources)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fixed is not None:
+            return self._forward_fixed(x, self._fixed)
         x = x / PEAK
         alphas, betas = self.op_weights(), self.beta_weights()
         stem = self.stem(x)
@@ -383,6 +395,80 @@ class HiNASSupernet(_Framework, SearchSpace):
                         for k in self._sources(l, t)))
             hist.append(outs)
         return self._finish(x, torch.cat(hist[-1], dim=1))
+
+    # -- weight sharing ------------------------------------------------------------------
+    def _select(self, genotype: Genotype) -> list[dict]:
+        """Per layer: the module keys and, per node, (edge index, op index) of both edges."""
+        genotype = self._check_genotype(genotype)
+        cells, path = genotype.payload["cells"], genotype.payload["path"]
+        if len(cells) != self.layers or len(cells[0]) != self.nodes:
+            raise SrnasError(f"HiNASSupernet: genotype {genotype} has {len(cells)} layers of "
+                             f"{len(cells[0])} nodes, the supernet {self.layers} of {self.nodes}")
+        layers = []
+        for l, (cell, t) in enumerate(zip(cells, path)):
+            k = path[l - 1] if l > 0 else 0
+            if l >= 2 and path[l - 2] != self._s0_level(l, t):
+                raise SrnasError(f"HiNASSupernet: genotype {genotype}: layer {l} reads s0 from "
+                                 f"level {path[l - 2]} of layer {l - 2}; the supernet's cell at level "
+                                 f"{t} preprocesses level {self._s0_level(l, t)} only, so it shares "
+                                 f"no weights for this path")
+            nodes, first = [], 0
+            for i, node in enumerate(cell):
+                nodes.append([(first + src, HINAS.names.index(op)) for src, op in node])
+                first += 2 + i
+            layers.append({"level": t, "pre0": f"{l}_{t}", "pre1": f"{l}_{t}_{k}",
+                           "cell": f"{l}_{t}" if self.cell_sharing else f"{l}_{t}_{k}",
+                           "inputs": [[src for src, _ in node] for node in cell], "nodes": nodes})
+        return layers
+
+    def _forward_fixed(self, x: torch.Tensor, layers: list[dict]) -> torch.Tensor:
+        x = x / PEAK
+        stem = self.stem(x)
+        h = [stem, stem]
+        for sel in layers:
+            edges = self.cells[sel["cell"]].edges
+            states = [self.pre0[sel["pre0"]](h[-2]), self.pre1[sel["pre1"]](h[-1])]
+            for inputs, node in zip(sel["inputs"], sel["nodes"]):
+                (e0, o0), (e1, o1) = node
+                states.append(edges[e0](states[inputs[0]], o0) + edges[e1](states[inputs[1]], o1))
+            h.append(torch.cat(states[2:], dim=1))
+        last, out = layers[-1]["level"], h[-1]
+        feats = [out if t == last else out.new_zeros(out.shape[0], self.nodes * level_width(self.width, t),
+                                                     *out.shape[2:])
+                 for t in range(reachable(self.layers - 1))]
+        return self._finish(x, torch.cat(feats, dim=1))
+
+    def _decoder_columns(self, level: int) -> slice:
+        """The decoder input channels that hold ``level`` of the last layer."""
+        start = sum(self.nodes * level_width(self.width, t) for t in range(level))
+        return slice(start, start + self.nodes * level_width(self.width, level))
+
+    def child_state_dict(self, genotype: Genotype) -> dict[str, torch.Tensor]:
+        """For ``HiNASNet(genotype, scale, width=..., decoder=..., ...)`` built like this supernet."""
+        layers = self._select(genotype)
+        arch = {name for name, _ in self.named_arch_parameters()}
+        wanted: dict[str, str] = {}          # supernet module prefix -> child module prefix
+        for l, sel in enumerate(layers):
+            wanted[f"pre0.{sel['pre0']}."] = f"pre0.{l}."
+            wanted[f"pre1.{sel['pre1']}."] = f"pre1.{l}."
+            for i, node in enumerate(sel["nodes"]):
+                for j, (e, o) in enumerate(node):
+                    wanted[f"cells.{sel['cell']}.edges.{e}.candidates.{o}."] = f"cells.{l}.ops.{i}.{j}."
+        columns = self._decoder_columns(layers[-1]["level"])
+        first = ("decoder.body.0.weight",) if self.decoder.kind == "paper" else tuple(
+            f"decoder.branches.{b}.weight" for b in range(len(self.decoder.branches)))
+        out: dict[str, torch.Tensor] = {}
+        for key, value in self.state_dict().items():
+            if key in arch:
+                continue
+            if key.startswith(("stem.", "decoder.")):
+                out[key] = value[:, columns] if key in first else value
+                continue
+            for prefix, child in wanted.items():
+                if key.startswith(prefix):
+                    out[child + key[len(prefix):]] = value
+                    break
+        return out
 
     def derive(self) -> Genotype:
         """Per layer: for each node the two inputs with the largest best non-none weight,

@@ -1,0 +1,211 @@
+"""``reinforce``: an LSTM controller trained with REINFORCE (Williams 1992), as in ENAS
+(Pham et al. 2018), HNAS and TPSR.
+
+The controller emits the space's decisions in ``decisions()`` order. At step i an LSTM cell
+reads the embedding of the previous choice (a learned start vector at step 0), and a linear
+head over decision i's choices gives the logits, optionally squashed as in ENAS/TPSR:
+``tanh_constant * tanh(logits / temperature)`` (ENAS's released code: 2.5 and 5). The
+controller is tiny and always lives on the CPU, so that sampling is identical on every
+device and its RNG (a dedicated ``torch.Generator``) is checkpointed exactly.
+
+Update (:class:`Reinforce`), per batch of (assignment, reward) pairs:
+
+    loss = mean_i [ -(r_i - b) * log p(a_i) - entropy_weight * H(a_i) ]
+
+``H(a)`` is the sum over decisions of the entropy of each step's distribution along the
+sampled sequence. ``b`` is the exponential moving average of past rewards *before* this
+batch (so the baseline does not depend on the samples it scores, keeping the gradient
+estimate unbiased; ENAS updates b first, which only shrinks the advantage by the decay);
+the first reward initialises it, so the very first advantage is 0. After the step, each
+reward of the batch updates ``b <- decay * b + (1 - decay) * r`` in order (decay 0.95).
+Optimiser: Adam (lr 3.5e-4 as in ENAS; betas configurable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from srnas.errors import SrnasError
+from srnas.search.strategy import MultiTrial, Policy, SearchContext, options, register_strategy
+from srnas.train import check_betas, check_float, check_int
+
+__all__ = ["Controller", "Reinforce", "ReinforcePolicy", "ReinforceStrategy"]
+
+
+class Controller(nn.Module):
+    """LSTM controller over ``decisions`` (a sequence of :class:`srnas.decisions.Decision`)."""
+
+    def __init__(self, decisions: Sequence[Any], hidden: int = 64,
+                 tanh_constant: float | None = None, temperature: float | None = None):
+        super().__init__()
+        self.decisions = tuple(decisions)
+        if not self.decisions:
+            raise SrnasError("Controller: the space declares no decisions")
+        check_int("reinforce.hidden", hidden, 1)
+        for name, v in (("tanh_constant", tanh_constant), ("temperature", temperature)):
+            if v is not None:
+                check_float(f"reinforce.{name}", v, positive=True)
+        self.tanh_constant, self.temperature = tanh_constant, temperature
+        self.start = nn.Parameter(torch.zeros(1, hidden))
+        self.lstm = nn.LSTMCell(hidden, hidden)
+        # embedding of decision i's choice is the input of step i + 1 (the last is unused)
+        self.embeddings = nn.ModuleList(nn.Embedding(len(d.choices), hidden) for d in self.decisions)
+        self.heads = nn.ModuleList(nn.Linear(hidden, len(d.choices)) for d in self.decisions)
+
+    def logits(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        z = self.heads[i](h)[0]
+        if self.temperature is not None:
+            z = z / self.temperature
+        if self.tanh_constant is not None:
+            z = self.tanh_constant * torch.tanh(z)
+        return z
+
+    def _walk(self, indices: Sequence[int] | None, generator: torch.Generator | None):
+        hidden = self.start.shape[1]
+        h = c = torch.zeros(1, hidden)
+        x = self.start
+        chosen, log_prob, entropy = [], torch.zeros(()), torch.zeros(())
+        for i in range(len(self.decisions)):
+            h, c = self.lstm(x, (h, c))
+            logp = F.log_softmax(self.logits(i, h), dim=-1)
+            if indices is None:
+                k = int(torch.multinomial(logp.detach().exp(), 1, generator=generator))
+            else:
+                k = int(indices[i])
+            chosen.append(k)
+            log_prob = log_prob + logp[k]
+            entropy = entropy - (logp.exp() * logp).sum()
+            x = self.embeddings[i](torch.tensor([k]))
+        return chosen, log_prob, entropy
+
+    def indices(self, assignment: Mapping[str, Any]) -> list[int]:
+        out = []
+        for d in self.decisions:
+            if d.name not in assignment:
+                raise SrnasError(f"assignment: missing decision {d.name!r}")
+            out.append(d.index(assignment[d.name]))
+        return out
+
+    def assignment(self, indices: Sequence[int]) -> dict[str, Any]:
+        return {d.name: d.choices[k] for d, k in zip(self.decisions, indices)}
+
+    def sample(self, generator: torch.Generator | None = None):
+        """(assignment, log_prob, entropy) of one sequence drawn from the policy."""
+        chosen, log_prob, entropy = self._walk(None, generator)
+        return self.assignment(chosen), log_prob, entropy
+
+    def evaluate(self, assignment: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log_prob, entropy) of a given assignment (differentiable)."""
+        _, log_prob, entropy = self._walk(self.indices(assignment), None)
+        return log_prob, entropy
+
+    def log_prob(self, assignment: Mapping[str, Any]) -> torch.Tensor:
+        return self.evaluate(assignment)[0]
+
+
+class Reinforce:
+    """REINFORCE with an EMA baseline and an entropy bonus; see the module docstring."""
+
+    def __init__(self, controller: Controller, lr: float = 3.5e-4,
+                 betas: tuple[float, float] = (0.9, 0.999), baseline_decay: float = 0.95,
+                 entropy_weight: float = 1e-4):
+        check_float("reinforce.lr", lr, positive=True)
+        check_float("reinforce.entropy_weight", entropy_weight)
+        check_float("reinforce.baseline_decay", baseline_decay)
+        if baseline_decay >= 1:
+            raise SrnasError(f"reinforce.baseline_decay: expected a value in [0, 1), got {baseline_decay!r}")
+        self.controller = controller
+        self.optimizer = torch.optim.Adam(controller.parameters(), lr=lr,
+                                          betas=check_betas("reinforce.betas", betas))
+        self.decay, self.entropy_weight = float(baseline_decay), float(entropy_weight)
+        self.baseline: float | None = None
+
+    def update_baseline(self, reward: float) -> float:
+        reward = float(reward)
+        self.baseline = reward if self.baseline is None else \
+            self.decay * self.baseline + (1.0 - self.decay) * reward
+        return self.baseline
+
+    def loss(self, batch: Sequence[tuple[Mapping[str, Any], float]]) -> tuple[torch.Tensor, dict]:
+        b = float(batch[0][1]) if self.baseline is None else self.baseline
+        terms, entropies, advantages = [], [], []
+        for assignment, reward in batch:
+            log_prob, entropy = self.controller.evaluate(assignment)
+            adv = float(reward) - b
+            terms.append(-adv * log_prob - self.entropy_weight * entropy)
+            entropies.append(float(entropy.detach()))
+            advantages.append(adv)
+        loss = torch.stack(terms).mean()
+        return loss, {"baseline": b, "advantage": sum(advantages) / len(advantages),
+                      "entropy": sum(entropies) / len(entropies)}
+
+    def step(self, batch: Sequence[tuple[Mapping[str, Any], float]]) -> dict[str, float]:
+        loss, stats = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        for _, reward in batch:
+            self.update_baseline(reward)
+        return {"loss_controller": float(loss.detach()), **stats}
+
+    def state_dict(self) -> dict:
+        return {"controller": self.controller.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "baseline": self.baseline}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.controller.load_state_dict(state["controller"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.baseline = None if state["baseline"] is None else float(state["baseline"])
+
+
+class ReinforcePolicy(Policy):
+    def __init__(self, rule: Reinforce, seed: int):
+        self.rule = rule
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self) -> dict[str, Any]:
+        with torch.no_grad():
+            return self.rule.controller.sample(self.generator)[0]
+
+    def update(self, batch):
+        return self.rule.step(batch)
+
+    def state_dict(self) -> dict:
+        return {"rule": self.rule.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rule.load_state_dict(state["rule"])
+        self.generator.set_state(state["generator"])
+
+
+CONTROLLER_DEFAULTS = {"hidden": 64, "tanh_constant": 2.5, "temperature": 5.0, "lr": 3.5e-4,
+                       "betas": (0.9, 0.999), "baseline_decay": 0.95, "entropy_weight": 1e-4}
+
+
+@register_strategy
+class ReinforceStrategy(MultiTrial):
+    """Options: ``children``, ``scorer``, ``per_update`` (children per controller update)
+    and ``controller`` (:data:`CONTROLLER_DEFAULTS`: ENAS's tanh 2.5, temperature 5,
+    Adam lr 3.5e-4, baseline decay 0.95)."""
+
+    name = "reinforce"
+    tiny = {"children": 3, "per_update": 2, "scorer": {"kind": "proxy", "steps": 2},
+            "controller": {"hidden": 8}}
+    defaults = {"per_update": 1, "controller": {}}
+
+    def per_iteration(self, opts: Mapping[str, Any]) -> int:
+        check_int("reinforce.per_update", opts["per_update"], 1)
+        return int(opts["per_update"])
+
+    def make_policy(self, ctx: SearchContext, opts: dict) -> Policy:
+        c = options(opts["controller"], CONTROLLER_DEFAULTS, "reinforce.controller")
+        opts["controller"] = c  # the fingerprint covers the defaults too
+        controller = Controller(ctx.decisions.decisions(), c["hidden"], c["tanh_constant"],
+                                c["temperature"])
+        rule = Reinforce(controller, c["lr"], c["betas"], c["baseline_decay"], c["entropy_weight"])
+        return ReinforcePolicy(rule, ctx.seed)
