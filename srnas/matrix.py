@@ -30,7 +30,6 @@ the retrained network under the common protocol, comparable everywhere.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from srnas.errors import SrnasError
 from srnas.io import atomic_write_json, read_json
 from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
 from srnas.recipe import PAPERS, Recipe, RetrainJob, SearchRun, split_images
-from srnas.reports import TABLES, TableSpec
+from srnas.reports import TABLES, TableSpec, mean_std
 
 NAME = "matrix"
 SPACE_NAMES = ("dlsr", "hinas")
@@ -300,14 +299,6 @@ def _inputs(params) -> list[str]:
     return files
 
 
-def _mean_std(values: list[float], digits: int) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def _test_set(result: Mapping) -> str | None:
     return "SampleTest" if "SampleTest" in result else (sorted(result)[0] if result else None)
 
@@ -335,13 +326,13 @@ def _table(params) -> str:
         tests = [ev[test]["psnr"] for _, ev, _ in runs if test in ev]
         lines.append(
             f"| {space} | {strategy} ({runs[0][0]['scorer']}) | {len(runs)} | {hashes} | "
-            f"{_mean_std([c['params'] / 1e3 for _, _, c in runs], 1)} | "
-            f"{_mean_std([c['macs'] / 1e9 for _, _, c in runs], 2)} | {_mean_std(scores, 2)} | "
-            f"{_mean_std(tests, 2)} | {_mean_std([float(r['evaluations']) for r, _, _ in runs], 0)} | "
-            f"{_mean_std([r['search_seconds'] for r, _, _ in runs], 1)} |")
+            f"{mean_std([c['params'] / 1e3 for _, _, c in runs], 1)} | "
+            f"{mean_std([c['macs'] / 1e9 for _, _, c in runs], 2)} | {mean_std(scores, 2)} | "
+            f"{mean_std(tests, 2)} | {mean_std([float(r['evaluations']) for r, _, _ in runs], 0)} | "
+            f"{mean_std([r['search_seconds'] for r, _, _ in runs], 1)} |")
     bicubic = read_json(_bicubic(params))["rgb"]
     lines.append(f"| — | Bicubic (RGB pipeline) | — | — | — | — | — | "
-                 f"{_mean_std([bicubic[test]['psnr']] if test in bicubic else [], 2)} | — | — |")
+                 f"{mean_std([bicubic[test]['psnr']] if test in bicubic else [], 2)} | — | — |")
     size = params.get(f"matrix.budgets.{params.get('budget')}")
     lines += ["", "Sources and conventions:", "",
               f"- Every number is measured by srnas at budget `{params.get('budget')}` on data source "

@@ -7,6 +7,7 @@ tables and contribute rows to the cross-method ``results/table2.md``.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,3 +171,12 @@ def render_spec(spec: TableSpec, params: Params) -> str:
               f"`python -m pipeline.render_table --table {spec.name}`."]
     return render(spec.printed, rows, title=spec.title, extra_sets=sets, footer=footer,
                   preamble=budget_note(params, sources), name=spec.name)
+
+
+def mean_std(values: Sequence[float], digits: int) -> str:
+    """``mean ± std`` over repeated runs (seeds); one value alone; "—" for none."""
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"

@@ -58,7 +58,7 @@ from srnas.papers.hinas_tables import (
 )
 from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
 from srnas.recipe import PAPERS, Measurement, Recipe, RetrainJob, split_images, warm_start_field
-from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec, budget_note, measured
+from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec, budget_note, mean_std, measured
 
 if TYPE_CHECKING:
     import torch
@@ -516,14 +516,6 @@ def _table2_sources(params) -> list[RowSource]:
     return _job_rows(params, {4}, lambda opts, v: _table2_method(opts) if opts["cell_sharing"] else False)
 
 
-def _mean_std(values: list[float], digits: int) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def _table2(params) -> str:
     sets = ["Set5", "Set14", "B100", "Urban100"]
     groups: dict[str, list[dict]] = {}
@@ -546,7 +538,7 @@ def _table2(params) -> str:
             for s in cols:
                 p = [r[s]["psnr"] for r in runs if s in r]
                 q = [r[s]["ssim"] for r in runs if s in r]
-                ours.append(f"{_mean_std(p, 2)} / {_mean_std(q, 4)}" if p else "—")
+                ours.append(f"{mean_std(p, 2)} / {mean_std(q, 4)}" if p else "—")
             lines.append(f"| {method} | {mark[lwas]} | {mark[resl]} | ours ({len(runs)} seed"
                          f"{'s' if len(runs) > 1 else ''}) | — | " + " | ".join(ours) + " |")
     lines += ["", "Sources:", "",
