@@ -21,14 +21,7 @@ from srnas.spaces.dlsr import DLSRSupernet
 PATCH, SCALE, BATCH = 32, 2, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tiny nets are dominated by per-kernel overhead, and with
-    2 threads on a busy 2-core machine OpenMP synchronisation made each step ~20x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @functools.cache

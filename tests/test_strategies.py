@@ -32,12 +32,7 @@ TINY = {
 SCORERS = {"proxy": {"kind": "proxy", "steps": 2}, "shared": {"kind": "shared", "weight_steps": 1}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @functools.cache

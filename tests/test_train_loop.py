@@ -22,14 +22,7 @@ IMAGES = PairedImages.from_arrays([_rng.integers(0, 256, (40, 44, 3), dtype=np.u
 LOSS = WeightedLoss({"l1": 1.0, "hfen": 0.2})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tiny nets are dominated by per-kernel overhead, and with
-    2 threads on a busy 2-core machine OpenMP synchronisation made each step ~20x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def batch(t):

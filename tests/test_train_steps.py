@@ -21,12 +21,7 @@ IMAGES = PairedImages.from_arrays([_rng.integers(0, 256, (24, 28, 3), dtype=np.u
                                    for _ in range(2)], SCALE)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def batch(t):
