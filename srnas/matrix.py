@@ -259,14 +259,9 @@ class MatrixRecipe(Recipe):
 
 def _val_images(valid, scale: int) -> list:
     """(lr, hr) uint8 pairs of the validation part, each a centred crop of VAL_CROP_HR."""
-    pairs = []
-    c = VAL_CROP_HR // scale
-    for i in range(len(valid)):
-        lr, hr = valid.pair(i)
-        h, w = lr.shape[:2]
-        y0, x0 = max((h - c) // 2, 0), max((w - c) // 2, 0)
-        pairs.append((lr[y0:y0 + c, x0:x0 + c], hr[y0 * scale:(y0 + c) * scale, x0 * scale:(x0 + c) * scale]))
-    return pairs
+    from srnas.data.patches import centre_crop
+
+    return [centre_crop(*valid.pair(i), VAL_CROP_HR, scale) for i in range(len(valid))]
 
 
 RECIPE = MatrixRecipe()

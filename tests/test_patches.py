@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from srnas.data.patches import AUGMENTATIONS, PairedImages, sample_batch
+from srnas.data.patches import AUGMENTATIONS, PairedImages, centre_crop, sample_batch
 from srnas.data.resize import downscale
 from srnas.errors import SrnasError
 
@@ -143,3 +143,13 @@ def test_augmentation_covers_the_dihedral_group_consistently():
     group = list(_transforms(x).values())
     assert any(torch.equal(torch.flip(x, dims=(-2,)), t) for t in group)
     assert any(torch.equal(x.transpose(-2, -1), t) for t in group)
+
+
+def test_centre_crop_is_aligned_on_the_lr_grid():
+    lr = np.arange(10 * 12).reshape(10, 12)
+    hr = np.arange(20 * 24).reshape(20, 24)
+    a, b = centre_crop(lr, hr, 8, 2)
+    # 4 LR pixels from (3, 4); the HR crop is the same region at twice the resolution
+    assert np.array_equal(a, lr[3:7, 4:8]) and np.array_equal(b, hr[6:14, 8:16])
+    small_lr, small_hr = centre_crop(lr, hr, 100, 2)  # larger than the image: kept whole
+    assert small_lr.shape == lr.shape and small_hr.shape == hr.shape

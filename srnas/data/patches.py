@@ -174,6 +174,16 @@ class PairedImages:
         return lr, hr
 
 
+def centre_crop(lr: np.ndarray, hr: np.ndarray, crop_hr: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The centred ``crop_hr``-pixel HR crop of a pair and its LR (``crop_hr // scale``
+    pixels), aligned on the LR grid; a side shorter than the crop is kept whole."""
+    c = max(crop_hr // scale, 1)
+    h, w = lr.shape[:2]
+    y0, x0 = max((h - c) // 2, 0), max((w - c) // 2, 0)
+    return (lr[y0:y0 + c, x0:x0 + c],
+            hr[y0 * scale:(y0 + c) * scale, x0 * scale:(x0 + c) * scale])
+
+
 def batch_generator(seed: int, step: int) -> torch.Generator:
     """The CPU generator holding all the randomness of batch ``step``."""
     return torch.Generator().manual_seed(int(seed) * SEED_STRIDE + int(step))

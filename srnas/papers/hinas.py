@@ -315,6 +315,7 @@ def validation_score(space, valid, scale: int, crop_hr: int, device) -> float:
     ``crop_hr`` > 0 scores a centred crop of that many HR pixels per side (quick budget)."""
     import torch
 
+    from srnas.data.patches import centre_crop
     from srnas.metrics import ssim_torch
 
     coef = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64).view(1, 3, 1, 1) / 255.0
@@ -322,11 +323,7 @@ def validation_score(space, valid, scale: int, crop_hr: int, device) -> float:
     for i in range(len(valid)):
         lr, hr = valid.pair(i)
         if crop_hr:
-            c = max(crop_hr // scale, 1)
-            h, w = lr.shape[:2]
-            y0, x0 = max((h - c) // 2, 0), max((w - c) // 2, 0)
-            lr = lr[y0:y0 + c, x0:x0 + c]
-            hr = hr[y0 * scale:(y0 + c) * scale, x0 * scale:(x0 + c) * scale]
+            lr, hr = centre_crop(lr, hr, crop_hr, scale)
         x = torch.from_numpy(lr.copy()).permute(2, 0, 1)[None].float().to(device)
         sr = space(x).detach().double().cpu().clamp(0, 255).round()
         ref = torch.from_numpy(hr.copy()).permute(2, 0, 1)[None].double()
