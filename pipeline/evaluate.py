@@ -3,10 +3,13 @@
     python -m pipeline.evaluate --model bicubic --scale 2 --benchmark-root DIR \
         --sets Set5,Set14 --out results/common/bicubic_x2.json
     python -m pipeline.evaluate --model released:dlsr --weights FILE --scale 2 ...
+    python -m pipeline.evaluate --model trained --weights MODEL.pt --self-ensemble ...
 
 Output: ``{"<Set>": {"psnr", "ssim", "n", "per_image": {...}}, ...}``; for ``bicubic`` one
 such object per pipeline under ``"y"`` (MATLAB Y pipeline, what papers print) and ``"rgb"``.
-Requested sets that are absent are skipped and reported on stderr, never faked.
+Requested sets that are absent are skipped and reported on stderr, never faked. With
+``--self-ensemble`` (x8 flips/rotations, EDSR) every set result carries
+``"self_ensemble": "x8"``, so a table can label it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr-root", default=None, help="prepared LR images <root>/<Set>/X<s>/ (else made on the fly)")
     p.add_argument("--sets", default="all", help="comma-separated set names, or 'all' (every set under the root)")
     p.add_argument("--out", required=True)
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="x8 geometric self-ensemble (EDSR; networks only); each set result records it")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     params = _cli.params_from(args, KEYS)
@@ -60,6 +65,10 @@ def main(argv=None) -> int:
     if hasattr(upscaler, "amp"):  # a network: CUDA speed switches (off on the CPU)
         switches = speed_switches(params, device)
         upscaler.amp, upscaler.channels_last = switches["amp"], switches["channels_last"]
+    if args.self_ensemble:
+        if not hasattr(upscaler, "self_ensemble"):
+            raise SrnasError(f"--self-ensemble: model {args.model!r} is not a network")
+        upscaler.self_ensemble = True
     progress = not args.no_progress
     with outputs, tracking.stage_run(
             params, paper=getattr(upscaler, "paper", entry.paper), stage="evaluate",
@@ -81,6 +90,9 @@ def main(argv=None) -> int:
             result = {name: evaluate_set(upscaler, files, name, args.scale, grey=grey,
                                          lr_root=args.lr_root, progress=progress)
                       for name, files in present.items()}
+            if args.self_ensemble:
+                for r in result.values():
+                    r["self_ensemble"] = "x8"
             flat = result
         for name, r in flat.items():
             run.log_metrics({f"{name}/psnr": r["psnr"], f"{name}/ssim": r["ssim"]})

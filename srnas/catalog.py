@@ -20,7 +20,7 @@ import importlib
 # Order matters: genotype formats first (papers may parse genotypes while loading), then
 # the papers package, which imports each paper module and finishes the shared tables, then
 # the strategy x space matrix, a study over the papers' spaces.
-MODULES = ("srnas.formats.dlsr", "srnas.formats.hinas", "srnas.papers", "srnas.matrix")
+MODULES = ("srnas.formats.dlsr", "srnas.formats.hinas", "srnas.formats.hnas", "srnas.papers", "srnas.matrix")
 
 _state = {"loaded": False}
 

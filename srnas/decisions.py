@@ -80,11 +80,31 @@ class Decision:
         raise SrnasError(f"decision {self.name!r}: {value!r} is not a choice; choices: {shown}{more}")
 
 
+@dataclass(frozen=True)
+class DecisionGroup:
+    """A run of consecutive decisions that a hierarchical controller emits with one LSTM
+    cell (HNAS: the normal cell, the upsampling cell, the upsampling position).
+
+    ``decisions``: the names, in emission order (consecutive in ``decisions()``).
+    ``pointers``: those whose choices are positions (a node's input, a layer index), chosen
+    by attention over learned embeddings of the candidates instead of a linear head.
+    ``reads``: earlier groups whose final hidden states, concatenated, are this group's
+    LSTM input (HNAS's position LSTM reads the two cell LSTMs); empty: the group's LSTM
+    reads the embedding of its previous choice (a learned start vector first).
+    """
+
+    name: str
+    decisions: tuple[str, ...]
+    pointers: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
+
+
 class DecisionSpace:
     """The decisions of one search space and the map between assignments and genotypes.
 
     Subclasses set ``space`` and implement :meth:`decisions`, :meth:`_genotype` (from a
-    complete, checked assignment) and :meth:`assignment`.
+    complete, checked assignment) and :meth:`assignment`; a space with structure a
+    hierarchical controller can use overrides :meth:`groups`.
     """
 
     space: str = ""
@@ -98,6 +118,10 @@ class DecisionSpace:
     def assignment(self, genotype: Genotype) -> dict[str, Any]:
         """The (canonical) assignment whose genotype is ``genotype``."""
         raise NotImplementedError
+
+    def groups(self) -> tuple[DecisionGroup, ...]:
+        """The controller layout: by default one group of every decision, no pointers."""
+        return (DecisionGroup("all", tuple(self.names())),)
 
     # -- generic ------------------------------------------------------------------------
     def names(self) -> list[str]:

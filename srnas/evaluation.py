@@ -217,10 +217,14 @@ class TorchUpscaler:
     ``input_range`` is the value range the network expects (255 for DLSR, which takes raw
     [0, 255] inputs; 1 for networks trained on [0, 1]). Grey LR images are replicated to
     three channels, as EDSR-style data loaders do.
+
+    ``self_ensemble``: the x8 geometric self-ensemble of EDSR (Lim et al. 2017), which HNAS's
+    README evaluates with: the mean of the network's outputs on the 8 flips/rotations of the
+    input, each transformed back, before rounding. Results made with it must say so.
     """
 
     def __init__(self, model, device, *, input_range: float = 255.0, channels_last: bool = False,
-                 amp: bool = False):
+                 amp: bool = False, self_ensemble: bool = False):
         import torch
 
         self.model = model.to(device).eval()
@@ -228,7 +232,23 @@ class TorchUpscaler:
         self.input_range = input_range
         self.channels_last = channels_last
         self.amp = amp
+        self.self_ensemble = self_ensemble
         self._torch = torch
+
+    def _forward(self, x):
+        if not self.self_ensemble:
+            return self.model(x).float()
+        torch = self._torch
+        total = None
+        for k in range(4):            # rotations by k * 90 degrees, with and without a flip
+            for flip in (False, True):
+                t = torch.rot90(x, k, dims=(2, 3))
+                t = torch.flip(t, dims=(3,)) if flip else t
+                y = self.model(t).float()
+                y = torch.flip(y, dims=(3,)) if flip else y
+                y = torch.rot90(y, -k, dims=(2, 3))
+                total = y if total is None else total + y
+        return total / 8.0
 
     def __call__(self, lr: np.ndarray, scale: int) -> np.ndarray:
         torch = self._torch
@@ -240,7 +260,7 @@ class TorchUpscaler:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(device_type=self.device.type,
                                                     enabled=self.amp and self.device.type == "cuda"):
-            y = self.model(x)
+            y = self._forward(x)
         y = y.float()[0].permute(1, 2, 0).cpu().numpy() * (255.0 / self.input_range)
         # NaN would become some uint8 value below and inf would clamp to 255: a plausible
         # but meaningless image, so a non-finite output is an error (named by the caller).

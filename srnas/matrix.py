@@ -42,15 +42,17 @@ from srnas.recipe import PAPERS, Recipe, RetrainJob, SearchRun, split_images
 from srnas.reports import TABLES, TableSpec, mean_std
 
 NAME = "matrix"
-SPACE_NAMES = ("dlsr", "hinas")
+SPACE_NAMES = ("dlsr", "hinas", "hnas")
 STRATEGY_NAMES = ("differentiable", "random", "reinforce")
 # The update rule each space's own paper uses (DLSR Eq. 4-6; HiNAS section 3.3).
-ARCH_UPDATE = {"dlsr": "mixed_level", "hinas": "first_order"}
+# HNAS searched with a controller; its continuous relaxation takes DARTS's first-order rule.
+ARCH_UPDATE = {"dlsr": "mixed_level", "hinas": "first_order", "hnas": "first_order"}
 VAL_CROP_HR = 96          # validation images are scored on a centred crop of this many HR pixels
 
 _SETTINGS = {
     "dlsr": {"supernet": {"nf": 16}, "network": {"nf": 16}},
     "hinas": {"supernet": {"width": 8, "layers": 2, "nodes": 3}, "network": {"width": 8}},
+    "hnas": {"supernet": {"width": 8, "layers": 3}, "network": {"width": 8}},
 }
 
 
@@ -121,6 +123,7 @@ class MatrixRecipe(Recipe):
     space = ""                     # every space of matrix.spaces (see retrain_genotype)
     search_parts = ("train", "valid")
     cross_table = False            # its rows are in results/matrix.md, not results/table2.md
+    convention = "hr720p"          # one Multi-Adds convention for every space's row
 
     def search_runs(self, params):
         seeds = params.get("matrix.seeds")

@@ -10,7 +10,8 @@ canonical order, the column order of the architecture weights (alpha) that mix i
     OPS.get("dlsr").names                          # canonical order
 
 A new search space adds its family here with ``new_family(name)`` and its own
-``@FAMILY.register("op_name")`` constructors. Implemented now: the DLSR and HiNAS families.
+``@FAMILY.register("op_name")`` constructors. Implemented now: the DLSR, HiNAS and HNAS
+(normal-cell) families.
 
 DLSR (Huang et al., "Lightweight Image Super-Resolution with Hierarchical and
 Differentiable Neural Architecture Search", section 3.1, Table 1; FACTS.md §2): nine ops,
@@ -25,6 +26,7 @@ import torch.nn as nn
 
 from srnas.formats import dlsr as dlsr_format
 from srnas.formats import hinas as hinas_format
+from srnas.formats import hnas as hnas_format
 from srnas.registry import Registry
 
 OpConstructor = Callable[..., nn.Module]
@@ -225,3 +227,98 @@ HINAS.register("dil_conv_5x5")(_hinas_op("dil", 5))
 HINAS.register("skip_connect")(_hinas_op("skip"))
 HINAS.register("none")(_hinas_op("none"))
 assert HINAS.names == hinas_format.OPS, (HINAS.names, hinas_format.OPS)
+
+
+# --------------------------------------------------------------------------------------
+# HNAS family (Guo et al., "Hierarchical Neural Architecture Search for Single Image
+# Super-Resolution", Table I; FACTS.md §5): the six normal-cell ops of the released search
+# space. Structure as in the released code: sep = (ReLU, depthwise kxk, pointwise 1x1) twice;
+# dil = ReLU, depthwise kxk with dilation 2, pointwise 1x1 (both without bias, i.e. DLSR's
+# SepConv / DilConv in the retraining form); rcab = RCAN's residual channel attention block
+# with biased 3x3 convs and channel reduction 3. ``batch_norm=True`` is the search form of
+# the released supernet: sep / dil end each (depthwise, pointwise) pair with
+# BatchNorm(affine=False), rcab puts an affine BatchNorm after each 3x3 conv (the released
+# RCAB ignores the affine flag). The upsampling-cell ops change the size, so they live
+# with the space (srnas.spaces.hnas), not in a family of shape-preserving ops.
+# --------------------------------------------------------------------------------------
+
+HNAS = new_family("hnas")
+HNAS_REDUCTION = 3
+
+
+class ChannelAttention(nn.Module):
+    """RCAN's channel attention: global average pool, 1x1 (C -> C // r), ReLU, 1x1 back,
+    sigmoid gate; both 1x1 convs biased."""
+
+    def __init__(self, C: int, reduction: int = HNAS_REDUCTION):
+        super().__init__()
+        hidden = max(C // reduction, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.body = nn.Sequential(nn.Conv2d(C, hidden, 1), nn.ReLU(inplace=False),
+                                  nn.Conv2d(hidden, C, 1), nn.Sigmoid())
+
+    def forward(self, x):
+        return x * self.body(self.pool(x))
+
+
+class RCAB(nn.Module):
+    """x + CA(conv3x3(ReLU(conv3x3(x)))), biased convs; optional affine BN after each conv."""
+
+    def __init__(self, C: int, batch_norm: bool = False, reduction: int = HNAS_REDUCTION):
+        super().__init__()
+        body: list[nn.Module] = [nn.Conv2d(C, C, 3, padding=1)]
+        if batch_norm:
+            body.append(nn.BatchNorm2d(C))
+        body += [nn.ReLU(inplace=False), nn.Conv2d(C, C, 3, padding=1)]
+        if batch_norm:
+            body.append(nn.BatchNorm2d(C))
+        body.append(ChannelAttention(C, reduction))
+        self.body = nn.Sequential(*body)
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def _dw_pw(C_in: int, C_out: int, k: int, dilation: int, batch_norm: bool) -> list[nn.Module]:
+    layers = [nn.ReLU(inplace=False),
+              nn.Conv2d(C_in, C_in, k, padding=dilation * (k - 1) // 2, dilation=dilation, groups=C_in, bias=False),
+              nn.Conv2d(C_in, C_out, 1, bias=False)]
+    return layers + [nn.BatchNorm2d(C_out, affine=False)] if batch_norm else layers
+
+
+class HNASSepConv(nn.Sequential):
+    """(ReLU, depthwise kxk, pointwise 1x1 [, BN(affine=False)]) twice; no bias."""
+
+    def __init__(self, C_in: int, C_out: int, k: int, batch_norm: bool = False):
+        super().__init__(*_dw_pw(C_in, C_in, k, 1, batch_norm), *_dw_pw(C_in, C_out, k, 1, batch_norm))
+
+
+class HNASDilConv(nn.Sequential):
+    """ReLU, depthwise kxk with dilation 2, pointwise 1x1 [, BN(affine=False)]; no bias."""
+
+    def __init__(self, C_in: int, C_out: int, k: int, batch_norm: bool = False):
+        super().__init__(*_dw_pw(C_in, C_out, k, 2, batch_norm))
+
+
+def _hnas_op(kind: str, k: int = 0) -> OpConstructor:
+    def build(C_in: int, C_out: int | None = None, batch_norm: bool = False) -> nn.Module:
+        C_out = C_out or C_in
+        if kind == "sep":
+            return HNASSepConv(C_in, C_out, k, batch_norm)
+        if kind == "dil":
+            return HNASDilConv(C_in, C_out, k, batch_norm)
+        if C_out != C_in:
+            raise ValueError(f"hnas {kind}: cannot change the width ({C_in} -> {C_out})")
+        return RCAB(C_in, batch_norm) if kind == "rcab" else nn.Identity()
+
+    return build
+
+
+# Registration order = the released COMPACT_PRIMITIVES order = the columns of alpha_normal.
+HNAS.register("rcab")(_hnas_op("rcab"))
+HNAS.register("skip")(_hnas_op("skip"))
+HNAS.register("sep3")(_hnas_op("sep", 3))
+HNAS.register("sep5")(_hnas_op("sep", 5))
+HNAS.register("dil3")(_hnas_op("dil", 3))
+HNAS.register("dil5")(_hnas_op("dil", 5))
+assert HNAS.names == hnas_format.NORMAL_OPS, (HNAS.names, hnas_format.NORMAL_OPS)

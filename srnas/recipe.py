@@ -178,6 +178,9 @@ class Recipe:
     search_parts: tuple[str, ...] = ()
     # Whether results/table2.md reads this recipe's params block (its rows are there).
     cross_table: bool = True
+    # The Multi-Adds convention of the complexity stages (srnas.complexity); None: the
+    # trained network's space's own (a study over several spaces pins one).
+    convention: str | None = None
 
     # ---- paths -------------------------------------------------------------------------
     def split_file(self) -> str:
@@ -432,9 +435,11 @@ class Recipe:
                     ("evaluate.grey", "device", "cuda"), paper=p, threads=2, runtime=60))
                 # Counted from the trained model file: the network with exactly the
                 # construction settings (width, decoder, ...) the retraining used.
+                pinned = ("--convention", self.convention) if self.convention else ()
                 out.append(Stage(
                     f"complexity_{p}_{job.run}_x{scale}".replace("-", "_"), "pipeline.complexity",
-                    ("--arch", model, "--scale", str(scale), "--out", self.complexity_file(job.run, scale)),
+                    ("--arch", model, "--scale", str(scale), *pinned,
+                     "--out", self.complexity_file(job.run, scale)),
                     (model,), (self.complexity_file(job.run, scale),), (), paper=p, mem_mb=2000, runtime=5))
         return out
 

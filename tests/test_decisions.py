@@ -59,8 +59,8 @@ def test_assignment_errors_name_the_decision(space):
 
 
 def test_the_registry_holds_the_builtin_spaces():
-    assert DECISION_SPACES.names() == SPACES.names() == ["dlsr", "hinas"]
-    with pytest.raises(SrnasError, match="unknown decision space 'nas'; known: dlsr, hinas"):
+    assert DECISION_SPACES.names() == SPACES.names() == ["dlsr", "hinas", "hnas"]
+    with pytest.raises(SrnasError, match="unknown decision space 'nas'; known: dlsr, hinas, hnas"):
         decision_space("nas")
 
 

@@ -43,6 +43,8 @@ def test_snakemake_builds_table2_then_has_nothing_to_do(project):
         assert re.fullmatch(r"\d\d\.\d\d/0\.\d{4}", cells[8])
     dlsr = [l for l in table.splitlines() if l.startswith("| DLSR, searched by srnas (seed 0) | ours")]
     assert len(dlsr) == 3  # x2, x3, x4 retrained from our search, beside the paper's DLSR rows
+    hnas = [l for l in table.splitlines() if l.startswith("| HNAS-B (λ = 0.6), searched by srnas (seed 0) | ours")]
+    assert len(hnas) == 3, table  # HNAS rows stand alone (its printed numbers: results/hnas/table2.md)
     out = _run(["snakemake", "--cores", "2", "results/table2.md"], dest, env)
     assert "Nothing to be done" in out
 
@@ -64,7 +66,7 @@ def test_snakemake_builds_table2_then_has_nothing_to_do(project):
     printed = _run([sys.executable, "-c", code], dest, env).strip().splitlines()[-1]
     assert printed == (f"{n_jobs} ['complexity', 'derive', 'evaluate', 'make_lr', 'prepare_benchmarks', "
                        "'prepare_data', 'render_table', 'retrain', 'search', 'split'] {'FINISHED'} "
-                       "['common', 'dlsr', 'hinas']")
+                       "['common', 'dlsr', 'hinas', 'hnas']")
 
 
 def test_released_weights_rows_from_a_local_folder(project):
@@ -106,12 +108,12 @@ def test_dvc_repro_reruns_only_what_an_edit_touches(project):
     params.write_text(params.read_text().replace("scales: [2, 3, 4]", "scales: [2, 3, 4]  # edited"))
     assert _ran(_run(["dvc", "repro"], dest, env)) == []
     params.write_text(params.read_text().replace("grey: y", "grey: replicate"))
-    matrix_runs = [f"{st}_{sp}_s{k}" for sp in ("dlsr", "hinas")
+    matrix_runs = [f"{st}_{sp}_s{k}" for sp in ("dlsr", "hinas", "hnas")
                    for st, seeds in (("differentiable", [0]), ("reinforce", [0]), ("random", [0, 1, 2]))
                    for k in seeds]
     assert _ran(_run(["dvc", "repro"], dest, env)) == sorted(
         [f"evaluate_{m}_x{s}" for s in (2, 3, 4)
-         for m in ("bicubic", "dlsr_dlsr_s0", "hinas_hinas_s0")]
+         for m in ("bicubic", "dlsr_dlsr_s0", "hinas_hinas_s0", "hnas_hnas_b_s0")]
         + [f"evaluate_matrix_{run}_x2" for run in matrix_runs])
     # A DLSR retraining param: the three retrains and what depends on their models (the
     # evaluations, the complexity counts, which read the model files, and the tables).

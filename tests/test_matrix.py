@@ -28,7 +28,7 @@ def test_stages_follow_the_params():
     names = {s.name for s in all_stages(params)}
     runs = {r.run for r in RECIPE.search_specs(params)}
     # default seeds: one for differentiable and reinforce, three for random, per space
-    assert runs == {f"{st}-{sp}_s{k}" for sp in ("dlsr", "hinas")
+    assert runs == {f"{st}-{sp}_s{k}" for sp in ("dlsr", "hinas", "hnas")
                     for st, seeds in (("differentiable", [0]), ("reinforce", [0]), ("random", [0, 1, 2]))
                     for k in seeds}
     for run_name in runs:

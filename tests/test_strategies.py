@@ -28,6 +28,7 @@ SCALE, BATCH = 2, 2
 TINY = {
     "dlsr": ({"nf": 8}, {"nf": 8}, 30),
     "hinas": ({"width": 4, "layers": 2, "nodes": 2}, {"width": 4}, 16),
+    "hnas": ({"width": 4, "layers": 3}, {"width": 4}, 16),
 }
 SCORERS = {"proxy": {"kind": "proxy", "steps": 2}, "shared": {"kind": "shared", "weight_steps": 1}}
 
@@ -136,7 +137,7 @@ def test_random_and_reinforce_get_the_same_budget():
 
 
 def test_the_reward_function_picks_the_best_child():
-    ctx = _ctx("dlsr", reward=lambda s: -float(s.params))
+    ctx = _ctx("dlsr", reward=lambda s, g: -float(s.params))
     res = STRATEGIES.get("random").run(ctx, {"children": 3, "scorer": {"kind": "proxy", "steps": 0}},
                                        None, progress=False)
     children = [r for r in res.history if r["kind"] == "child"]
@@ -196,3 +197,42 @@ def test_validation_psnr_follows_the_evaluation_protocol():
 def test_bad_options_are_errors_naming_the_key(name, config, match):
     with pytest.raises(SrnasError, match=match):
         STRATEGIES.get(name).run(_ctx("dlsr"), config, None, progress=False)
+
+
+def test_select_derives_the_best_of_samples_from_the_final_policy():
+    """``select``: after the search, N children drawn from the final policy are scored and
+    the best by reward is the result (ENAS / HNAS derivation); the search's best is kept."""
+    ctx = _ctx("dlsr", reward=lambda s, g: -float(s.params))
+    config = {"children": 2, "scorer": {"kind": "proxy", "steps": 0}, "select": 3}
+    res = STRATEGIES.get("random").run(ctx, config, None, progress=False)
+    samples = [r for r in res.history if r["kind"] == "select"]
+    assert [r["sample"] for r in samples] == [1, 2, 3]
+    assert all(r["reward"] == -r["params"] for r in samples)
+    best = max(samples, key=lambda r: (r["reward"], -r["sample"]))
+    assert str(res.genotype) == best["genotype"]
+    assert res.extras["selected"]["reward"] == best["reward"]
+    searched = [r for r in res.history if r["kind"] == "child"]
+    assert res.extras["searched_best"]["reward"] == max(r["reward"] for r in searched)
+    # the same run again selects the same child (the policy's generator is seeded)
+    again = STRATEGIES.get("random").run(ctx, config, None, progress=False)
+    assert str(again.genotype) == str(res.genotype)
+
+
+def test_shared_weights_fractional_steps_and_cosine_rate():
+    """weight_steps = 2/3: after c children, floor(2c/3) weight steps (HNAS's 200 per 300);
+    the cosine rate is lr at step 0, the midpoint at T/2 and lr_min at T."""
+    from srnas.search.strategy import SharedWeights
+
+    scorer = SharedWeights(weight_steps=2 / 3, lr=1e-3, lr_min=1e-5, schedule_steps=4)
+    ctx = _ctx("dlsr")
+    scorer.setup(ctx)
+    sample = functools.partial(ctx.decisions.genotype, ctx.decisions.random_assignment(__import__("random").Random(0)))
+    done = []
+    for _ in range(6):
+        scorer.train(ctx, sample, 1)
+        done.append(scorer.weight_steps_done)
+    assert done == [0, 1, 2, 2, 3, 4]
+    assert scorer.lr_at(0) == pytest.approx(1e-3)
+    assert scorer.lr_at(2) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert scorer.lr_at(4) == pytest.approx(1e-5) and scorer.lr_at(9) == pytest.approx(1e-5)
+    assert SharedWeights(lr=2e-4).lr_at(123) == 2e-4

@@ -86,11 +86,14 @@ class SearchContext:
     ``srnas.spaces.SPACES.get(space).network(genotype, scale, **network_kwargs)``;
     ``supernet_kwargs`` the supernet. ``train_batch(t)`` / ``val_batch(t)`` are stateless
     (lr, hr) batch functions as in :func:`srnas.search.differentiable.run_search`.
-    ``val_images``: (lr, hr) uint8 HxWx3 pairs for validation PSNR. ``reward`` maps a
-    :class:`ChildScore` to the number a controller maximises (default: its PSNR).
+    ``val_images``: (lr, hr) uint8 HxWx3 pairs for validation PSNR. ``reward(score, genotype)``
+    maps a child's :class:`ChildScore` and its genotype to the number a controller maximises
+    (default: its PSNR); the genotype lets a reward price that very child (HNAS's cost term).
     ``hooks``: per-step hooks (:mod:`srnas.search.hooks`), ``on_step(step, space)`` at the
     start of each step (multi-trial: each iteration; ``space`` is the shared supernet, None
     when children are trained on their own); their state is checkpointed.
+    ``select_images``: the (lr, hr) pairs that score the children a derivation by sampling
+    draws (``select`` of :class:`MultiTrial`); empty: the validation data above.
     """
 
     space: str
@@ -104,11 +107,12 @@ class SearchContext:
     val_images: Sequence[tuple[Any, Any]] = ()
     device: torch.device | str = "cpu"
     seed: int = 0
-    reward: Callable[[ChildScore], float] | None = None
+    reward: Callable[[ChildScore, Genotype], float] | None = None
     hooks: Sequence[Any] = ()
+    select_images: Sequence[tuple[Any, Any]] = ()
 
-    def reward_of(self, score: ChildScore) -> float:
-        r = score.psnr if self.reward is None else self.reward(score)
+    def reward_of(self, score: ChildScore, genotype: Genotype) -> float:
+        r = score.psnr if self.reward is None else self.reward(score, genotype)
         r = float(r)
         if not math.isfinite(r):
             raise SrnasError(f"reward of a child is {r} (score {score}); rewards must be finite")
@@ -333,19 +337,36 @@ class ProxyTraining(Scorer):
 class SharedWeights(Scorer):
     """One supernet whose weights all children share (ENAS, HNAS): ``weight_steps`` Adam
     steps per child to be scored, each on a child drawn from the current policy under
-    ``fixed(genotype)``; scoring under ``fixed(genotype)`` in eval mode."""
+    ``fixed(genotype)``; scoring under ``fixed(genotype)`` in eval mode. ``weight_steps`` may
+    be a fraction: after c children have been scored in all, floor(weight_steps * c) weight
+    steps have run (HNAS's released loop: 200 weight steps per 300 controller steps = 2/3).
 
-    weight_steps: int = 1
+    ``schedule_steps`` > 0: the learning rate follows a cosine from ``lr`` to ``lr_min`` over
+    that many weight steps (HNAS: 1e-3 to 1e-5), computed from the step count alone, so a
+    resumed run has exactly the uninterrupted run's rates; 0 keeps ``lr`` constant."""
+
+    weight_steps: float = 1
     lr: float = 3e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     grad_clip: float = 0.0
+    lr_min: float = 0.0
+    schedule_steps: int = 0
     kind = "shared"
 
     def __post_init__(self) -> None:
-        check_int("scorer.weight_steps", self.weight_steps, 0)
+        check_float("scorer.weight_steps", self.weight_steps)
+        check_int("scorer.schedule_steps", self.schedule_steps, 0)
         check_float("scorer.grad_clip", self.grad_clip)
+        check_float("scorer.lr_min", self.lr_min)
         self.betas = _check_optim("scorer", self.lr, self.betas, self.weight_decay)
+
+    def lr_at(self, step: int) -> float:
+        """The weight learning rate of weight step ``step`` (0-based)."""
+        if self.schedule_steps <= 0:
+            return self.lr
+        t = min(step, self.schedule_steps) / self.schedule_steps
+        return self.lr_min + (self.lr - self.lr_min) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     def setup(self, ctx: SearchContext) -> None:
         super().setup(ctx)
@@ -356,6 +377,7 @@ class SharedWeights(Scorer):
         self._weights = [p for p in net.weight_parameters() if p.requires_grad]
         self._opt = _adam(self._weights, self.lr, self.betas, self.weight_decay)
         self._step = 0
+        self._children = 0
 
     @property
     def supernet(self) -> nn.Module:
@@ -368,9 +390,15 @@ class SharedWeights(Scorer):
     def train(self, ctx: SearchContext, sample: Callable[[], Genotype], n_children: int) -> dict:
         device = torch.device(ctx.device)
         losses = []
-        for _ in range(self.weight_steps * n_children):
+        self._children += n_children
+        # Fractions are exact for the ratios used (e.g. 2/3): floor of a product of floats,
+        # with a tolerance against 0.999... from rounding.
+        due = math.floor(self.weight_steps * self._children + 1e-9)
+        for _ in range(max(due - self._step, 0)):
             genotype = sample()
             lr_img, hr_img = ctx.train_batch(self._step)
+            for group in self._opt.param_groups:
+                group["lr"] = self.lr_at(self._step)
             self._opt.zero_grad(set_to_none=True)
             with self._net.fixed(genotype):
                 loss = ctx.loss_fn(self._net(lr_img.to(device)).float(), hr_img.to(device))
@@ -389,12 +417,13 @@ class SharedWeights(Scorer):
 
     def state_dict(self) -> dict:
         return {"supernet": self._net.state_dict(), "optimizer": self._opt.state_dict(),
-                "step": self._step}
+                "step": self._step, "children": self._children}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._net.load_state_dict(state["supernet"])
         self._opt.load_state_dict(state["optimizer"])
         self._step = int(state["step"])
+        self._children = int(state["children"])
 
 
 SCORERS: dict[str, type[Scorer]] = {"proxy": ProxyTraining, "shared": SharedWeights}
@@ -438,12 +467,19 @@ class Policy(ABC):
 
 class MultiTrial(Strategy):
     """The loop of every multi-trial strategy. Options: ``children`` (the budget),
-    ``scorer`` (see :func:`make_scorer`) plus the subclass's ``defaults``.
+    ``scorer`` (see :func:`make_scorer`), ``select`` plus the subclass's ``defaults``.
 
     One iteration: hooks, ``scorer.train`` for the iteration's children, then per child
     sample -> genotype -> score -> reward -> history; ``policy.update`` on the iteration's
     (assignment, reward) pairs; checkpoint (step = iterations done); ``log``. The best child
     is the one with the highest reward (ties: the earlier one).
+
+    ``select`` > 0 derives by sampling (ENAS, HNAS: "samples 10 architectures and keeps the
+    best"): after the search, that many children are drawn from the final policy and scored
+    by the final scorer (history records of kind "select"); the chosen child is the best of
+    them by reward, and the best child seen during the search is kept in the extras. It runs
+    from the final checkpoint's state, so a resumed run selects the same child. 0 (default):
+    the chosen child is the best seen during the search.
     """
 
     kind = "multi-trial"
@@ -459,9 +495,10 @@ class MultiTrial(Strategy):
     def run(self, ctx: SearchContext, config: Mapping[str, Any],
             checkpointer: Checkpointer | None, *, log: LogFn | None = None,
             progress: bool = True) -> StrategyResult:
-        opts = options(config, {"children": 10, "scorer": {"kind": "proxy"}, **self.defaults},
-                       self.name)
+        opts = options(config, {"children": 10, "scorer": {"kind": "proxy"}, "select": 0,
+                                **self.defaults}, self.name)
         check_int(f"{self.name}.children", opts["children"], 1)
+        check_int(f"{self.name}.select", opts["select"], 0)
         scorer = make_scorer(opts["scorer"])
         opts["scorer"] = scorer.config()
         children, per = opts["children"], self.per_iteration(opts)
@@ -502,7 +539,7 @@ class MultiTrial(Strategy):
                     assignment = policy.sample()
                     genotype = ctx.decisions.genotype(assignment)
                     score = scorer.score(ctx, genotype)
-                    reward = ctx.reward_of(score)
+                    reward = ctx.reward_of(score, genotype)
                     done_children += 1
                     batch.append((assignment, reward))
                     history.append({"kind": "child", "child": done_children, "iteration": it + 1,
@@ -532,12 +569,35 @@ class MultiTrial(Strategy):
             bar.close()
         if best is None:  # resumed from the final checkpoint of a run without children
             raise SrnasError(f"{self.name}: no child was scored")
+        extras = {"best_child": best["child"], "best_reward": best["reward"],
+                  "scorer": scorer.kind, "weight_steps": scorer.weight_steps_done}
+        chosen = best
+        if opts["select"]:
+            chosen = self._select(ctx, policy, scorer, opts["select"], history)
+            extras.update(searched_best=best, selected=chosen)
         return StrategyResult(
-            genotype=Genotype.from_dict(best["genotype"], f"{self.name} best child"),
-            score=best["psnr"], history=history, evaluations=done_children,
-            seconds=time.perf_counter() - t0,
-            extras={"best_child": best["child"], "best_reward": best["reward"],
-                    "scorer": scorer.kind, "weight_steps": scorer.weight_steps_done})
+            genotype=Genotype.from_dict(chosen["genotype"], f"{self.name} chosen child"),
+            score=chosen["psnr"], history=history, evaluations=done_children,
+            seconds=time.perf_counter() - t0, extras=extras)
+
+    @staticmethod
+    def _select(ctx: SearchContext, policy: Policy, scorer: Scorer, n: int,
+                history: list[dict]) -> dict[str, Any]:
+        """Sample ``n`` children from the final policy, score them, keep the best by reward."""
+        if len(ctx.select_images):
+            ctx = dataclasses.replace(ctx, val_images=ctx.select_images)
+        chosen = None
+        for k in range(n):
+            genotype = ctx.decisions.genotype(policy.sample())
+            score = scorer.score(ctx, genotype)
+            reward = ctx.reward_of(score, genotype)
+            history.append({"kind": "select", "sample": k + 1, "genotype": str(genotype),
+                            "hash": genotype.short_hash, "psnr": score.psnr, "params": score.params,
+                            "reward": reward, **{key: float(v) for key, v in score.extra.items()}})
+            if chosen is None or reward > chosen["reward"]:
+                chosen = {"genotype": genotype.to_dict(), "psnr": score.psnr, "reward": reward,
+                          "sample": k + 1}
+        return chosen
 
 
 # ----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from srnas.genotype import Genotype
 from srnas.registry import Registry
-from srnas.spaces import dlsr, hinas
+from srnas.spaces import dlsr, hinas, hnas
 from srnas.spaces.base import SearchSpace, SpaceBuilders
 
 SPACES: Registry[SpaceBuilders] = Registry("search space")
@@ -38,6 +38,17 @@ SPACES.register("hinas")(SpaceBuilders(
     convention="hr720p",
     description="HiNAS (Zhang et al.): per-layer cells of 3 nodes over 7 ops, widths "
                 "W x [1, 1.5, 2] per layer decoded by Viterbi, residual to bicubic (FACTS.md §3)",
+))
+
+SPACES.register("hnas")(SpaceBuilders(
+    network=hnas.HNASNet,
+    supernet=hnas.HNASSupernet,
+    paper="hnas",
+    # Table II's "#FLOPs on a 3x480x480 input" is the released counter's number (hnas48);
+    # true MACs at 480x480 are the lr480 convention, reported beside it (FACTS.md §5).
+    convention="hnas48",
+    description="HNAS (Guo et al.): DARTS-style normal and upsampling cells of 4 nodes, "
+                "12 layers, searched upsampling position, no global skip (FACTS.md §5)",
 ))
 
 
