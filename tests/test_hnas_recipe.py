@@ -96,3 +96,26 @@ def test_a_killed_hnas_search_resumes_to_the_same_result(tmp_path):
     history = read_json(work / "whole/history.json")
     assert history == read_json(work / "killed/history.json")
     assert [r["sample"] for r in history if r["kind"] == "select"] == [1, 2]
+
+
+def test_set5_validation_reads_make_lrs_folder_and_names_a_missing_set(tmp_path):
+    """options.validate_on: set5 (the paper's choice) scores the derivation samples on Set5:
+    HR modcropped, LR from make_lr's manifest-checked folder."""
+    import numpy as np
+    from PIL import Image
+
+    from srnas.papers.hnas import set5_images
+
+    bench = tmp_path / "bench"
+    (bench / "Set5" / "HR").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"baby": (21, 18), "bird": (16, 17)}.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(bench / "Set5" / "HR" / f"{name}.png")
+    runner = StageRunner("hnas", ["data.scales=[2]"])
+    run(runner.cmd("pipeline.make_lr", "--hr", str(bench), "--out", str(tmp_path / "lrbench"), "--no-progress"),
+        tmp_path)
+    pairs = set5_images(bench, tmp_path / "lrbench", 2)
+    assert [(lr.shape, hr.shape) for lr, hr in pairs] == [((10, 9, 3), (20, 18, 3)), ((8, 8, 3), (16, 16, 3))]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SrnasError, match="has no Set5"):
+        set5_images(tmp_path / "empty", tmp_path / "lrbench", 2)

@@ -39,6 +39,9 @@ LIGHT = {
                        "h.genotype(h.random_assignment(random.Random(0)))",
     "srnas.reports": "from srnas.zoo import load_all; load_all()\n"
                      "from srnas.reports import TABLES; assert 'table2' in TABLES and 'hinas/table9' in TABLES",
+    "srnas.figures": "from srnas.figures import FIGURES, figure_specs; from srnas.params import load_params\n"
+                     "assert figure_specs(load_params('params.yaml'))\n"
+                     "from srnas.figures.diagrams import DIAGRAMS; assert 'hnas' in DIAGRAMS",
     "snakefile-parse": "from srnas.dag import all_stages; from srnas.params import load_params\n"
                        "all_stages(load_params('params.yaml', ['data.scales=[2]', 'dlsr.seeds=[0, 1]',\n"
                        "                                       'dlsr.released_weights=download']))",

@@ -277,7 +277,7 @@ def test_hinas_retraining_warm_starts_from_the_source_scale(tmp_path):
     q = "hinas.budgets.quick.retrain"
     runner = StageRunner("hinas", [
         "data.source=local", "data.min_size=48", "hinas.retrain.width=4", "hinas.scales=[2, 4]",
-        "hinas.warm_start={4: 2}", "hinas.retrain.lr=1.0e-12", "hinas.retrain.lr_min=0",
+        "hinas.warm_start={4: 2}", "hinas.budgets.quick.retrain.lr=1.0e-12", "hinas.retrain.lr_min=0",
         f"{q}.steps=2", f"{q}.batch_size=1", f"{q}.patch_hr=[32,48,64]", f"{q}.checkpoint_every=2"])
     work = runner.prepare(tmp_path)
     genotype = build_supernet("hinas", 2, width=4, layers=2, nodes=2).derive()

@@ -50,6 +50,19 @@ def readme_cluster_commands() -> list[list[str]]:
 
 
 
+def without_profiles(cmd: list[str]) -> list[str]:
+    """The same snakemake command without its --profile options (the local comparison run)."""
+    out, skip = [], False
+    for word in cmd:
+        if skip:
+            skip = False
+        elif word == "--profile":
+            skip = True
+        else:
+            out.append(word)
+    return out
+
+
 def _script(action: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SCRIPT), action], capture_output=True, text=True,
                           env=env, timeout=900, check=False)
@@ -201,6 +214,8 @@ def test_the_dag_runs_as_slurm_jobs_and_matches_a_local_run(cluster, tmp_path):
     assert commands and all(c[0] == "snakemake" for c in commands), commands
     target = commands[0][1]
     assert target.startswith("results/") and target.endswith(".md"), commands[0]
+    assert without_profiles(commands[0])[:2] == ["snakemake", target] and "--profile" not in without_profiles(
+        commands[0]), commands[0]
     on_slurm = copy_project(tmp_path / "slurm", dvc=True)
     local = copy_project(tmp_path / "local", dvc=True)
 
@@ -209,7 +224,7 @@ def test_the_dag_runs_as_slurm_jobs_and_matches_a_local_run(cluster, tmp_path):
     log = (tmp_path / "slurm.out").open("w+")
     first = subprocess.Popen(commands[0], cwd=on_slurm, env=_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
-        local_run = subprocess.run(["snakemake", "--cores", "all", target],
+        local_run = subprocess.run(without_profiles(commands[0]) + ["--cores", "all"],
                                    cwd=local, env=_env(), capture_output=True, text=True,
                                    timeout=DAG_TIMEOUT_S, check=False)
         codes = [first.wait(timeout=DAG_TIMEOUT_S)]

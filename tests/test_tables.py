@@ -78,3 +78,25 @@ def test_quick_budget_tables_warn_about_barely_trained_networks():
     assert "quick" in note and "budget=paper" in note
     text = render(TINY, [], preamble=[note])
     assert text.splitlines()[1:6] == ["", "caption", "", note, ""]
+
+
+def test_known_misprints_stay_as_printed_and_are_footnoted():
+    """DLSR's Table 2 prints Bicubic x2 B100 SSIM 0.8403 (the literature's is 0.8431): the cell
+    keeps 0.8403 and says it is a misprint, with a footnote (issue 14, item 6)."""
+    from srnas.papers.dlsr_tables import TABLE2
+    from srnas.papers.hinas_tables import TABLE12
+    from srnas.tables import Row, render, with_misprints
+
+    out = render(TABLE2, [], title="t")
+    row = next(l for l in out.splitlines() if l.startswith("| Bicubic | paper (Table 2) | — | — | 33.66/0.9299"))
+    assert "| 29.56/0.8403 (misprint m1) | 26.88/0.8403 |" in row
+    assert "- m1: misprint in the paper, kept as printed: Bicubic x2, B100: SSIM printed 0.8403" in out
+    assert out.count("(misprint m") == 1
+    t12 = render(TABLE12, [], title="t")
+    assert "27.29/0.0726 (misprint m" in t12 and t12.count("(misprint m") == 2
+    with pytest.raises(SrnasError, match="not in the table"):
+        with_misprints((Row("A", 2),), {("B", 2): {"Set5": "x"}}, "T")
+    bad = PrintedTable("P", "1", "c", ("Set5",), with_misprints((Row("A", 2, scores={"Set5": (30.0, 0.9)}),),
+                                                            {("A", 2): {"Set6": "x"}}, "T"))
+    with pytest.raises(SrnasError, match="names column 'Set6'"):
+        render(bad, [], title="t")
