@@ -108,6 +108,13 @@ def test_every_table_and_figure_is_in_the_report(project):
     assert missing_from_report(dest / "results" / "report.html", dest) == []
 
 
+def _edit(path: Path, old: str, new: str) -> None:
+    """Replace ``old`` in the file; an edit that finds nothing to change is a broken test."""
+    text = path.read_text()
+    assert old in text, f"{path} has no {old!r}"
+    path.write_text(text.replace(old, new))
+
+
 def _ran(output: str) -> list[str]:
     return sorted(re.findall(r"Running stage '([^']+)'", output))
 
@@ -123,12 +130,12 @@ def test_dvc_repro_reruns_only_what_an_edit_touches(project):
     _run(["dvc", "commit", "--force"], dest, env)
     assert _ran(_run(["dvc", "repro"], dest, env)) == []
     params = dest / "params.yaml"
-    params.write_text(params.read_text().replace("min_size: 96", "min_size: 64"))
+    _edit(params, "min_size: 96", "min_size: 64")
     # prepare_data reads data.min_size; its output is unchanged, so nothing downstream reruns.
     assert _ran(_run(["dvc", "repro"], dest, env)) == ["prepare_data"]
-    params.write_text(params.read_text().replace("scales: [2, 3, 4]", "scales: [2, 3, 4]  # edited"))
+    _edit(params, "scales: [2, 3, 4]", "scales: [2, 3, 4]  # edited")
     assert _ran(_run(["dvc", "repro"], dest, env)) == []
-    params.write_text(params.read_text().replace("grey: y", "grey: replicate"))
+    _edit(params, "grey: y", "grey: replicate")
     matrix_runs = [f"{st}_{sp}_s{k}" for sp in ("dlsr", "hinas", "hnas")
                    for st, seeds in (("differentiable", [0]), ("reinforce", [0]), ("random", [0, 1, 2]))
                    for k in seeds]
@@ -138,7 +145,7 @@ def test_dvc_repro_reruns_only_what_an_edit_touches(project):
         + [f"evaluate_matrix_{run}_x2" for run in matrix_runs])
     # A DLSR retraining param: the three retrains and what depends on their models (the
     # evaluations, the complexity counts, which read the model files, and the tables).
-    params.write_text(params.read_text().replace("halve_every: 50", "halve_every: 40"))
+    _edit(params, "halve_every: 150", "halve_every: 140")
     ran = _run(["dvc", "repro"], dest, env)
     assert [s for s in _ran(ran) if not s.startswith(("evaluate_dlsr", "complexity_dlsr", "render_"))] == [
         f"retrain_dlsr_dlsr_s0_x{s}" for s in (2, 3, 4)]
