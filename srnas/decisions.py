@@ -181,6 +181,22 @@ class DecisionSpace:
         return {d.name: d.choices[rng.randrange(len(d))] for d in self.decisions()}
 
 
+def choice_indices(decisions: Sequence[Decision], assignment: Mapping[str, Any]) -> list[int]:
+    """The choice index of each of ``decisions`` in ``assignment`` (what a controller emits);
+    SrnasError naming a missing decision or an invalid choice."""
+    out = []
+    for d in decisions:
+        if d.name not in assignment:
+            raise SrnasError(f"assignment: missing decision {d.name!r}")
+        out.append(d.index(assignment[d.name]))
+    return out
+
+
+def assignment_of(decisions: Sequence[Decision], indices: Sequence[int]) -> dict[str, Any]:
+    """Inverse of :func:`choice_indices`."""
+    return {d.name: d.choices[k] for d, k in zip(decisions, indices)}
+
+
 DECISION_SPACES: Registry[Callable[..., DecisionSpace]] = Registry("decision space")
 
 

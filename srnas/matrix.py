@@ -226,8 +226,7 @@ class MatrixRecipe(Recipe):
 
         from srnas.checkpoint import Checkpointer
         from srnas.data.patches import sample_batch
-        from srnas.device import device_name, pick_device, speed_switches
-        from srnas.modelfile import save_model
+        from srnas.device import pick_device, speed_switches
         from srnas.spaces import build_network
         from srnas.train import TrainConfig, train
 
@@ -256,10 +255,8 @@ class MatrixRecipe(Recipe):
                                     context={"genotype": g.to_dict(), "kwargs": kwargs,
                                              "files": [f.name for f in images.hr_files]}),
                        log=lambda metrics, step: run.log_metrics(metrics, step=step))
-        save_model(out, result.model, g, scale, kwargs,
-                   meta={"paper": NAME, "history": result.history, "variant": variant, "seed": seed,
-                         "budget": params.get("budget"),
-                         "seconds": result.seconds, "device": device_name(device)})
+        self.save_retrained(out, result, g, scale, kwargs, params=params, variant=variant, seed=seed,
+                            device=device)
 
 
 def _val_images(valid, scale: int) -> list:

@@ -315,6 +315,20 @@ class Recipe:
                              f"in that order)")
         return patches[i]
 
+    def save_retrained(self, out: Path, result: Any, genotype: Any, scale: int, kwargs: Mapping[str, Any],
+                       *, params: Params, variant: str, seed: int, device: Any) -> None:
+        """Write a retrain body's model file (:mod:`srnas.modelfile`) from its
+        :class:`srnas.train.TrainResult`, with the meta every retraining records: the paper,
+        the training history (the training-curve figures read it), variant, seed, budget,
+        seconds and device."""
+        from srnas.device import device_name
+        from srnas.modelfile import save_model
+
+        save_model(out, result.model, genotype, scale, kwargs,
+                   meta={"paper": self.name, "history": result.history, "variant": variant, "seed": seed,
+                         "budget": params.get("budget"), "seconds": result.seconds,
+                         "device": device_name(device)})
+
     def retrain(self, params: Params, *, variant: str, seed: int, genotype: Path, scale: int,
                 split: dict, data: tuple[Path, Path], init: Path | None, out: Path,
                 checkpoints: Path, run: Any, phase: str = "retrain",

@@ -243,9 +243,9 @@ class DLSRRecipe(Recipe):
         from srnas.checkpoint import Checkpointer
         from srnas.data.images import sha256_file
         from srnas.data.patches import sample_batch
-        from srnas.device import device_name, pick_device, speed_switches
+        from srnas.device import pick_device, speed_switches
         from srnas.losses import hfen_loss, l1_loss
-        from srnas.modelfile import load_model, save_model
+        from srnas.modelfile import load_model
         from srnas.spaces import build_network
         from srnas.train import TrainConfig, train
 
@@ -292,10 +292,8 @@ class DLSRRecipe(Recipe):
                                              "init": sha256_file(init) if init else None}),
                        init_state=init_state, init_exclude=("upsampler.",),
                        log=lambda metrics, step: run.log_metrics(metrics, step=step))
-        save_model(out, result.model, g, scale, {"nf": nf},
-                   meta={"paper": PAPER, "history": result.history, "variant": variant, "seed": seed,
-                         "budget": params.get("budget"), "seconds": result.seconds,
-                         "device": device_name(device)})
+        self.save_retrained(out, result, g, scale, {"nf": nf}, params=params, variant=variant, seed=seed,
+                            device=device)
         run.log_metrics({"train_seconds": result.seconds, "images_per_second": result.images_per_second})
 
 

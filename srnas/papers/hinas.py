@@ -256,9 +256,8 @@ class HiNASRecipe(Recipe):
 
         from srnas.checkpoint import Checkpointer
         from srnas.data.patches import sample_batch
-        from srnas.device import device_name, pick_device, speed_switches
+        from srnas.device import pick_device, speed_switches
         from srnas.losses import hinas_loss
-        from srnas.modelfile import save_model
         from srnas.spaces import build_network
         from srnas.train import TrainConfig, train
 
@@ -301,10 +300,8 @@ class HiNASRecipe(Recipe):
                                     context=context),
                        init_state=init_state, init_exclude=("decoder.",),
                        log=lambda metrics, step: run.log_metrics(metrics, step=step))
-        save_model(out, result.model, g, scale, kwargs,
-                   meta={"paper": PAPER, "history": result.history, "variant": variant, "seed": seed,
-                         "budget": params.get("budget"),
-                         "seconds": result.seconds, "device": device_name(device)})
+        self.save_retrained(out, result, g, scale, kwargs, params=params, variant=variant, seed=seed,
+                            device=device)
         run.log_metrics({"train_seconds": result.seconds, "images_per_second": result.images_per_second})
 
 

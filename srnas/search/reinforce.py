@@ -45,6 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from srnas.decisions import assignment_of, choice_indices
 from srnas.errors import SrnasError
 from srnas.search.hierarchical import RELEASED_GROUP_WEIGHTS, HierarchicalController
 from srnas.search.strategy import MultiTrial, Policy, SearchContext, options, register_strategy
@@ -101,15 +102,10 @@ class Controller(nn.Module):
         return chosen, log_prob, entropy
 
     def indices(self, assignment: Mapping[str, Any]) -> list[int]:
-        out = []
-        for d in self.decisions:
-            if d.name not in assignment:
-                raise SrnasError(f"assignment: missing decision {d.name!r}")
-            out.append(d.index(assignment[d.name]))
-        return out
+        return choice_indices(self.decisions, assignment)
 
     def assignment(self, indices: Sequence[int]) -> dict[str, Any]:
-        return {d.name: d.choices[k] for d, k in zip(self.decisions, indices)}
+        return assignment_of(self.decisions, indices)
 
     def sample(self, generator: torch.Generator | None = None):
         """(assignment, log_prob, entropy) of one sequence drawn from the policy."""
