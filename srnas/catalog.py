@@ -21,8 +21,8 @@ import importlib
 # the papers package, which imports each paper module and finishes the shared tables, then
 # the strategy x space matrix, a study over the papers' spaces, then the figures drawn from
 # every paper's tables and stages.
-MODULES = ("srnas.formats.dlsr", "srnas.formats.hinas", "srnas.formats.hnas", "srnas.papers", "srnas.matrix",
-           "srnas.figures")
+MODULES = ("srnas.formats.dlsr", "srnas.formats.hinas", "srnas.formats.hnas", "srnas.formats.tpsr",
+           "srnas.formats.trilevelnas", "srnas.papers", "srnas.matrix", "srnas.figures")
 
 _state = {"loaded": False}
 

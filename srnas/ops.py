@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn as nn
 
 from srnas.formats import dlsr as dlsr_format
@@ -30,6 +31,22 @@ from srnas.formats import hnas as hnas_format
 from srnas.registry import Registry
 
 OpConstructor = Callable[..., nn.Module]
+
+DIV2K_MEAN = (0.4488, 0.4371, 0.4040)   # EDSR's DIV2K RGB mean (the released MeanShift layers)
+PEAK = 255.0
+
+
+class MeanShift(nn.Module):
+    """Adds ``sign`` x the DIV2K RGB mean (in [0, 255]) to a 3-channel image: EDSR's mean
+    shift, which HNAS and TPSR put around their networks (the released code as a frozen 1x1
+    conv; here a subtraction, which no Multi-Adds counter sees)."""
+
+    def __init__(self, sign: float):
+        super().__init__()
+        self.register_buffer("mean", sign * PEAK * torch.tensor(DIV2K_MEAN).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x):
+        return x + self.mean
 
 
 class OpFamily:

@@ -6,11 +6,12 @@ README (``../shared/weights/README.md``) and FACTS.md §2 and §6. :func:`fetch`
 (resumable, hash-checked, atomic) or verifies a local copy; :func:`identify` names the
 entry a file is by its hash (every load checks it); :func:`load_released_dlsr`
 maps the DLSR authors' checkpoint keys (``DawnHH/DLSR-PyTorch``) onto
-:class:`srnas.spaces.dlsr.DLSRNet`, strictly.
+:class:`srnas.spaces.dlsr.DLSRNet`, strictly; :func:`load_released_tpsr` maps the TPSR
+authors' x4 generators (``royson/tpsr``) onto :class:`srnas.spaces.tpsr.TPSRNet`, strictly.
 
 Files are laid out as ``<dest_dir>/<paper>/<file name>``, the layout of the shared
 weights folder, so ``fetch(name, "../shared/weights")`` finds a present copy.
-TPSR (x4) entries are listed for a later loader; only DLSR has one here.
+TPSR's released weights are x4 only (FACTS.md §6); DLSR's are x2 only (§2).
 """
 
 from __future__ import annotations
@@ -206,6 +207,25 @@ def _short_list(keys) -> str:
     return ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
 
 
+def mapping_problems(mapping: dict[str, str | None], state: dict, ours: dict,
+                     checked_apart: set[str] = frozenset()) -> list[str]:
+    """What keeps ``state`` (a released checkpoint) from filling ``ours`` (our state dict)
+    through ``mapping`` (our key -> checkpoint key, None where no rule applies) strictly:
+    keys without a rule, absent or doubly used checkpoint keys, checkpoint keys left over
+    (but ``checked_apart``, which the caller checks itself) and shape mismatches."""
+    targets = [v for v in mapping.values() if v is not None]
+    checks = {
+        "our keys without a mapping rule": [k for k, v in mapping.items() if v is None],
+        "our keys whose checkpoint key is absent": [f"{k} (<- {v})" for k, v in mapping.items()
+                                                    if v is not None and v not in state],
+        "checkpoint keys mapped twice": sorted({v for v in targets if targets.count(v) > 1}),
+        "checkpoint keys not used": [k for k in state if k not in set(targets) | set(checked_apart)],
+        "shape mismatches": [f"{k} {tuple(ours[k].shape)} <- {v} {tuple(state[v].shape)}"
+                             for k, v in mapping.items() if v in state and ours[k].shape != state[v].shape],
+    }
+    return [f"{what}: {_short_list(keys)}" for what, keys in checks.items() if keys]
+
+
 def load_released_dlsr(path: str | os.PathLike, variant: str = "dlsr", scale: int = 2):
     """Build the DLSR ``variant`` ("dlsr", "dlsr-s", "dlsr-para-loss") and load the
     authors' x2 checkpoint into it, strictly: every key on both sides accounted for and every
@@ -242,23 +262,111 @@ def load_released_dlsr(path: str | os.PathLike, variant: str = "dlsr", scale: in
     if scale != 2:  # the released upsampler is x2-only (3*2*2 output channels)
         mapping = {k: v for k, v in mapping.items() if not k.startswith("upsampler.")}
         state = {k: v for k, v in state.items() if not k.startswith("upsampler.")}
-    no_rule = [k for k, v in mapping.items() if v is None]
-    missing = [f"{k} (<- {v})" for k, v in mapping.items() if v is not None and v not in state]
-    used = {v for v in mapping.values() if v is not None}
-    unused = [k for k in state if k not in used]
-    shapes = [f"{k} {tuple(ours[k].shape)} <- {v} {tuple(state[v].shape)}"
-              for k, v in mapping.items()
-              if v in state and ours[k].shape != state[v].shape]
-    problems = []
-    if no_rule:
-        problems.append(f"our keys without a mapping rule: {_short_list(no_rule)}")
-    if missing:
-        problems.append(f"our keys whose checkpoint key is absent: {_short_list(missing)}")
-    if unused:
-        problems.append(f"checkpoint keys not used: {_short_list(unused)}")
-    if shapes:
-        problems.append(f"shape mismatches: {_short_list(shapes)}")
+    problems = mapping_problems(mapping, state, ours)
     if problems:
         raise SrnasError(f"{path}: does not match DLSR variant {variant!r}: " + "; ".join(problems))
     model.load_state_dict({k: state[v] for k, v in mapping.items()}, strict=(scale == 2))
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------
+# TPSR generators -> TPSRNet
+# ----------------------------------------------------------------------------------------
+# The released x4 files (pretrained/TPSR_*X4.pt) are plain state_dicts with identical keys
+# (45 tensors, 61,121 values; FACTS.md §6). The authors' model names its modules
+# first_layer (our head), <group>.Node_<m>_Operation_0_type_<Conv2d|Sep2d>_<k>x<k>.model.<i>
+# (node m: the op's layers, then its PReLU as the last index; the groups are the four
+# branches of their hand-written cell), merge_op_act (the PReLU after the leaf sum),
+# up_mod.<j>.extend (the upsampler convs) and sub_mean / add_mean (frozen 1x1 convs with
+# identity weights and bias -/+ 255 x the DIV2K mean). The mean shifts are checked against
+# ours (a subtraction without Multi-Adds), not loaded.
+
+TPSR_RELEASED = {"tpsr-nogan": "tpsr-nogan-x4", "tpsr-d2": "tpsr-d2-x4", "tpsr-esrgan": "tpsr-esrgan-x4"}
+_TPSR_GROUPS = {0: "early_layers", 1: "early_layers", 2: "early_layers", 4: "middle_main_layers",
+                5: "middle_main_layers", 6: "middle_main_layers", 3: "middle_side_layers",
+                7: "middle_side_layers", 8: "middle_side_layers", 9: "skip_layer"}
+_TPSR_TYPES = {"conv": "Conv2d", "dsep": "Sep2d"}   # srnas op kind -> released type name
+_TPSR_LAYERS = {"conv": 1, "dsep": 3}               # layers of the op before the node's PReLU
+
+
+def tpsr_key_map(model) -> dict[str, str | None]:
+    """Our TPSRNet (the published genotype) state_dict key -> the released key (None: no
+    rule, e.g. an op the released network does not have)."""
+    ours = list(model.state_dict())
+    nodes = model.genotype.payload["nodes"]
+    mapping: dict[str, str | None] = {k: None for k in ours}
+    for key in ours:
+        if m := re.fullmatch(rf"head\.{_P}", key):
+            mapping[key] = f"first_layer.{m[1]}"
+        elif key == "out_act.weight":
+            mapping[key] = "merge_op_act.weight"
+        elif m := re.fullmatch(rf"upsampler\.(\d+)\.0\.{_P}", key):
+            mapping[key] = f"up_mod.{m[1]}.extend.{m[2]}"
+        elif m := re.fullmatch(rf"nodes\.(\d+)\.(op|op\.\d+|act)\.{_P}", key):
+            node = int(m[1])
+            kind, _, size = nodes[node][1].partition("_")
+            if kind not in _TPSR_TYPES or node not in _TPSR_GROUPS:
+                continue
+            prefix = f"{_TPSR_GROUPS[node]}.Node_{node}_Operation_0_type_{_TPSR_TYPES[kind]}_{size}.model"
+            part = m[2]
+            index = _TPSR_LAYERS[kind] if part == "act" else (0 if part == "op" else int(part[3:]))
+            mapping[key] = f"{prefix}.{index}.{m[3]}"
+    return mapping
+
+
+def _check_tpsr_mean_shift(state: dict, model) -> list[str]:
+    """Problems with the released frozen MeanShift convs against our mean shifts."""
+    import torch
+
+    problems = []
+    for name in ("sub_mean", "add_mean"):
+        weight, bias = state.get(f"{name}.weight"), state.get(f"{name}.bias")
+        ours = getattr(model, name).mean.flatten()
+        if weight is None or bias is None:
+            problems.append(f"{name}.weight / {name}.bias (the frozen mean shift) absent")
+        elif weight.shape != (3, 3, 1, 1) or bias.shape != (3,):
+            problems.append(f"{name}: shapes {tuple(weight.shape)}, {tuple(bias.shape)}, expected (3, 3, 1, 1), (3,)")
+        elif not torch.equal(weight.flatten(1), torch.eye(3)) or not torch.allclose(bias, ours, atol=1e-3):
+            problems.append(f"{name}: not an identity 1x1 conv with bias {[round(v, 4) for v in ours.tolist()]} "
+                            f"(255 x the DIV2K mean), got bias {[round(v, 4) for v in bias.tolist()]}")
+    return problems
+
+
+def load_released_tpsr(path: str | os.PathLike, variant: str = "tpsr-nogan"):
+    """Build the published TPSR generator at x4 and load the authors' released ``variant``
+    ("tpsr-nogan", "tpsr-d2", "tpsr-esrgan") into it, strictly: every released key used
+    exactly once (the two mean shifts checked against ours), every parameter filled, every
+    shape equal, every weight finite, else SrnasError listing what did not match. The
+    sha256 is checked first (:func:`identify`: a known file name with another hash is an
+    error, an unknown hash a warning); a known file of another variant is an error, so one
+    model is never scored under another's name. Returns the model in eval mode."""
+    import torch
+
+    from srnas.checkpoint import check_finite_tensors
+    from srnas.spaces.tpsr import build_published
+
+    if variant not in TPSR_RELEASED:
+        raise SrnasError(f"unknown released TPSR variant {variant!r}; known: {', '.join(TPSR_RELEASED)}")
+    path = Path(path)
+    if not path.is_file():
+        raise SrnasError(f"{path}: checkpoint not found")
+    entry = identify(path)
+    if entry is not None and entry.name != TPSR_RELEASED[variant]:
+        raise SrnasError(f"{path}: is the released {entry.name} ({entry.filename}), not {TPSR_RELEASED[variant]}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise SrnasError(f"{path}: not a loadable PyTorch checkpoint ({exc})") from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise SrnasError(f"{path}: not a state_dict of tensors (the released TPSR files are plain state_dicts)")
+    check_finite_tensors(state, f"{path}: state_dict", "weights")
+
+    model = build_published(scale=4)
+    ours = model.state_dict()
+    mapping = tpsr_key_map(model)
+    frozen = {f"{n}.{p}" for n in ("sub_mean", "add_mean") for p in ("weight", "bias")}
+    problems = mapping_problems(mapping, state, ours, checked_apart=frozen) + _check_tpsr_mean_shift(state, model)
+    if problems:
+        raise SrnasError(f"{path}: does not match the released TPSR generator ({variant}): " + "; ".join(problems))
+    model.load_state_dict({k: state[v] for k, v in mapping.items()}, strict=True)
     return model.eval()

@@ -47,7 +47,9 @@ def _script_keys(stage):
         return module.KEYS
     if stage.module == "pipeline.render_table":
         return TABLES.get(args["--table"]).params
-    if stage.module in ("pipeline.split", "pipeline.fetch_weights"):
+    if stage.module == "pipeline.fetch_weights":
+        return module.keys(args["--paper"], lpips="--lpips" in stage.args)
+    if stage.module == "pipeline.split":
         return module.keys(args["--paper"])
     if stage.module == "pipeline.measure":
         return module.find(args["--paper"], args["--measurement"]).keys
@@ -62,6 +64,16 @@ def test_every_dvc_stage_lists_exactly_the_params_its_script_reads(root):
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     for stage in _stages(root):
         assert set(dvc[stage.name].get("params", [])) == set(stage.params)
+        assert set(_script_keys(stage)) == set(stage.params), stage.name
+
+
+def test_optional_stages_list_exactly_the_params_their_scripts_read(root):
+    """The stages that only optional keys add (released weights, LPIPS weights) too."""
+    params = load_params(root / "params.yaml", ["dlsr.released_weights=download", "tpsr.released_weights=download",
+                                                "tpsr.lpips_weights=download"])
+    optional = [s for s in all_stages(params) if s.name not in {t.name for t in _stages(root)}]
+    assert {"fetch_weights_dlsr", "fetch_weights_tpsr", "fetch_lpips_weights_tpsr"} <= {s.name for s in optional}
+    for stage in optional:
         assert set(_script_keys(stage)) == set(stage.params), stage.name
 
 

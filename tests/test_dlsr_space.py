@@ -11,7 +11,7 @@ from srnas.complexity import count_params, measure
 from srnas.errors import SrnasError
 from srnas.genotype import Genotype, packaged
 from srnas.ops import OPS
-from srnas.spaces import SPACES, build_network, build_supernet
+from srnas.spaces import SPACES, build_network, build_supernet, searchable
 from srnas.spaces.dlsr import CHAIN, DLSRNet, DLSRSupernet, build_variant, dlsr_genotype
 
 DLSR_OPS = OPS.get("dlsr").names
@@ -142,7 +142,7 @@ def test_arch_gradients_reach_alpha_and_beta():
         assert g[row, k - 1:].abs().sum() == 0       # padding entries are never read
 
 
-@pytest.mark.parametrize("space", list(SPACES))
+@pytest.mark.parametrize("space", searchable())   # every space with a supernet (test_strategies names the rest)
 def test_every_registered_space_derives_a_buildable_network(space):
     torch.manual_seed(0)
     supernet = build_supernet(space, 2, nf=8)

@@ -66,12 +66,16 @@ def test_catalog_fills_every_registry():
              "from srnas.genotype import GENOTYPE_SPECS; from srnas.params import full_schema\n"
              "from srnas.recipe import PAPERS; from srnas.zoo import ARCHS, MODELS\n"
              "assert PAPERS.names() == ['dlsr', 'hinas', 'hnas', 'matrix'], PAPERS.names()\n"
-             "assert GENOTYPE_SPECS.names() == ['dlsr', 'hinas', 'hnas'], GENOTYPE_SPECS.names()\n"
+             "assert GENOTYPE_SPECS.names() == ['dlsr', 'hinas', 'hnas', 'tpsr', 'trilevelnas'], "
+             "GENOTYPE_SPECS.names()\n"
              "assert {'dlsr', 'hinas', 'hnas', 'matrix'} <= set(full_schema())\n"
              "assert 'released:dlsr' in MODELS and 'dlsr-s' in ARCHS and 'hnas-c' in ARCHS\n"
+             "assert 'released:tpsr-d2' in MODELS and 'tpsr' in ARCHS and 'trilevelnas-b-t8' in ARCHS\n"
              "import srnas.papers, srnas.spaces\n"
              "assert srnas.papers.PAPERS is PAPERS\n"
-             "assert sorted(srnas.spaces.SPACES) == [n for n in PAPERS if PAPERS.get(n).space]\n")
+             "searched = [n for n in PAPERS if PAPERS.get(n).space]\n"
+             "assert srnas.spaces.searchable() == searched, searched\n"
+             "assert sorted(set(srnas.spaces.SPACES) - set(searched)) == ['tpsr', 'trilevelnas']\n")
     assert r.returncode == 0, r.stderr
 
 

@@ -18,6 +18,18 @@ genotype's short hash and its one-line form (shortened to the figure's width).
   same source and target, even the same op twice, are both drawn, bent apart) and the
   network strip of ``layers`` cells with the upsampling cell highlighted, LR before it and
   HR after it, and the s0 links (cell l-2 -> cell l), :mod:`srnas.spaces.hnas`.
+- ``tpsr``: the cell as the tree it is (each node reads one input, so nodes stand in
+  columns by their depth from the cell input and every edge, with its op, joins adjacent
+  columns: along a row, or down from the input and along the node's row; a node shares the
+  row of its lowest-numbered child, so no edge crosses a node), the leaves marked and
+  summed, then PReLU; and the network strip (mean shift, head, cell, the x4 upsampler),
+  FACTS.md §6, :mod:`srnas.spaces.tpsr`.
+- ``trilevelnas``: every RiR block of the path as a row of its five ops, each with its
+  paper name and channels in -> out (the kernel level; the 64 -> first width chain),
+  x 0.2 and the block's identity; and the network path (3x3 conv, the path's RiR blocks
+  and '1' layers in order with their path digits, the tail A or B; for A the resolution
+  bands that each x2 '1' layer opens, for B LR up to the PixelShuffle), FACTS.md §4,
+  :mod:`srnas.spaces.trilevelnas`.
 
 Layout is done here, not by a graph-layout program (Graphviz needs a system binary that a
 pip-only set-up cannot install, issue 14): layered, inputs left, nodes in columns, output
@@ -44,6 +56,8 @@ from srnas.errors import SrnasError
 from srnas.formats import dlsr as dlsr_format
 from srnas.formats import hinas as hinas_format
 from srnas.formats import hnas as hnas_format
+from srnas.formats import tpsr as tpsr_format
+from srnas.formats import trilevelnas as trilevelnas_format
 from srnas.genotype import Genotype
 from srnas.io import atomic_path
 from srnas.registry import Registry
@@ -61,7 +75,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#bcbd22", "#17becf")
 PLAIN = "#555555"       # edges that carry no op (links, concatenation, skips)
 FILL = {"input": "#dbe9f6", "node": "#ffffff", "output": "#fdf1c7", "op": "#fbe3d0",
-        "up": "#f9c98d", "sum": "#ffffff", "plain": "#eeeeee"}
+        "up": "#f9c98d", "sum": "#ffffff", "plain": "#eeeeee", "leaf": "#e1f1d8"}
 
 Drawing = Callable[[Genotype, Any], None]
 DIAGRAMS: Registry[Drawing] = Registry("genotype diagram (search space)")
@@ -155,6 +169,7 @@ class Edge:
     width: float = 1.3
     style: str = "-|>"
     via: tuple[tuple[float, float], ...] = ()   # a polyline through these points instead
+    label_at: tuple[float, ...] = ()   # where along the edge (fractions) to try the label first
 
 
 def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -229,11 +244,15 @@ class Graph:
         cx, cy = mx + e.bend * px, my + e.bend * py + e.lift
         p0 = _exit(ax_, ay, a, cx, cy)
         p2 = _exit(bx, by, b, cx, cy)
+        if not (e.bend or e.lift):
+            # straight: the control point between the two ends (the middle of the centres
+            # can lie inside a wide box, which turns the arrow head back into it)
+            cx, cy = (p0[0] + p2[0]) / 2, (p0[1] + p2[1]) / 2
         return p0, (cx, cy), p2
 
     @staticmethod
-    def _point(curve: tuple, t: float) -> tuple[float, float]:
-        if len(curve) != 3:   # a polyline: the point a fraction t of its length along
+    def _point(curve: tuple, t: float, polyline: bool = False) -> tuple[float, float]:
+        if polyline:   # the point a fraction t of its length along
             lengths = [math.dist(p, q) for p, q in zip(curve, curve[1:])]
             rest = t * sum(lengths)
             for (p, q), length in zip(zip(curve, curve[1:]), lengths):
@@ -265,8 +284,8 @@ class Graph:
             w, h = text_size(e.label, EDGE_FONT)
             w, h = w / 2 + 0.05, h / 2 + 0.03
             best = None
-            for t in (0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78, 0.15, 0.85):
-                x, y = self._point(curve, t)
+            for t in e.label_at + (0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78, 0.15, 0.85):
+                x, y = self._point(curve, t, bool(e.via))
                 rect = (x - w, y - h, x + w, y + h)
                 cost = sum(_overlap(rect, o) for o in obstacles)
                 if best is None or cost < best[0] - 1e-9:
@@ -286,11 +305,26 @@ class Graph:
         area = sum(_overlap(r, b.rect()) for r in labels for b in self.boxes.values())
         return area + sum(_overlap(a, b) for i, a in enumerate(labels) for b in labels[i + 1:])
 
+    def edge_crossings(self, samples: int = 60) -> list[tuple[str, str, str]]:
+        """(source, target, node) for every edge that runs through a node other than its own
+        two (sampled along the edge; empty for a clean layout)."""
+        out = []
+        for e in self.edges:
+            curve = self._curve(e)
+            points = [self._point(curve, i / samples, bool(e.via)) for i in range(1, samples)]
+            for key, b in self.boxes.items():
+                if key in (e.src, e.dst):
+                    continue
+                x0, y0, x1, y1 = b.rect(-0.02)
+                if any(x0 < x < x1 and y0 < y < y1 for x, y in points):
+                    out.append((e.src, e.dst, key))
+        return out
+
     def extent(self, pad: float = 0.12) -> tuple[float, float, float, float]:
         rects = [b.rect() for b in self.boxes.values()]
         for e, curve, rect, _ in self._place_labels():
             rects += [rect] if rect else []
-            points = [self._point(curve, t / 20) for t in range(21)]
+            points = [self._point(curve, t / 20, bool(e.via)) for t in range(21)]
             points += list(curve) if e.via else []
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             rects.append((min(xs), min(ys), max(xs), max(ys)))
@@ -371,7 +405,10 @@ PLOT_LEFT, PLOT_BOTTOM, PLOT_TOP = 1.0, 0.5, 0.1
 def compose(fig: Any, genotype: Genotype, panels: Sequence[Panel]) -> None:
     """Size ``fig`` to its panels, stacked top to bottom, and title it with the genotype's
     short hash and its one-line form (shortened to fit)."""
-    width = max([p.width + (PLOT_LEFT + 0.2 if p.plot else 0.0) for p in panels] + [6.0]) + 2 * MARGIN
+    # as wide as the widest drawing, note or panel title (bold: about 10% wider)
+    texts = [text_size(p.note, NOTE_FONT)[0] for p in panels if p.note]
+    texts += [1.1 * text_size(p.title, PANEL_FONT)[0] for p in panels]
+    width = max([p.width + (PLOT_LEFT + 0.2 if p.plot else 0.0) for p in panels] + texts + [6.0]) + 2 * MARGIN
     heights = []
     for p in panels:
         head = 0.36 + (text_size(p.note, NOTE_FONT)[1] + 0.06 if p.note else 0.0)
@@ -663,4 +700,215 @@ def draw_hnas(genotype: Genotype, fig: Any) -> None:
                          f"{p['position']} (0-based)",
                     "N: normal cell, U: upsampling cell; grey arcs: the s0 input (cell l-2); "
                     "after U both inputs of the next cell are U"),
+    ])
+
+
+# ---- strips -------------------------------------------------------------------------------
+def chain(g: Graph, boxes: Sequence[tuple[str, str, str]], x: float, y: float, gap: float = 0.42) -> float:
+    """Boxes (key, label, kind) placed left to right on row ``y`` from ``x`` (the left edge
+    of the first), ``gap`` apart, each joined to the next by a plain edge; returns the
+    right edge of the last."""
+    prev = None
+    for key, label, kind in boxes:
+        b = g.box(key, 0.0, y, label, kind, size=12 if kind == "sum" else NODE_FONT)
+        b.x = x + (gap if prev else 0.0) + b.w
+        x = b.x + b.w
+        if prev:
+            g.edge(prev, key)
+        prev = key
+    return x
+
+
+# ---- TPSR ---------------------------------------------------------------------------------
+def tpsr_layout(nodes: Sequence[Sequence[Any]]) -> tuple[list[int], list[int]]:
+    """Column and row of the cell input (index 0) and of node j (index j + 1). Column =
+    depth: one right of the node's input. Rows go to the leaves in depth-first order
+    (children by node number) and a node takes the row of its lowest-numbered child, so a
+    row holds only ancestors of its leaf: every edge joins adjacent columns and the line
+    from a leaf to the sum, along the leaf's row, passes no box."""
+    states = len(nodes) + 1
+    children: list[list[int]] = [[] for _ in range(states)]
+    depth = [0] * states
+    for m, (src, _) in enumerate(nodes):
+        children[src].append(m + 1)
+        depth[m + 1] = depth[src] + 1          # an input is always an earlier state
+    row = [0] * states
+    leaf_rows = 0
+    stack: list[tuple[int, bool]] = [(0, False)]
+    while stack:                               # post-order: a node after its children
+        k, done = stack.pop()
+        if not children[k]:
+            row[k], leaf_rows = leaf_rows, leaf_rows + 1
+        elif done:
+            row[k] = row[children[k][0]]
+        else:
+            stack.append((k, True))
+            stack.extend((c, False) for c in reversed(children[k]))
+    return depth, row
+
+
+def tpsr_cell_graph(nodes: Sequence[Sequence[Any]]) -> Graph:
+    """The cell: input left, node m (key ``n{m}``) in the column of its depth with its one
+    (input, op) edge (straight along a row, else down from the input and along the node's
+    row); leaves (kind ``leaf``) joined along their rows to the sum (``sum``;
+    no sum for a single leaf), then PReLU and the cell output."""
+    g = Graph()
+    depth, row = tpsr_layout(nodes)
+    dx = max(text_size(op, EDGE_FONT)[0] for _, op in nodes) + 1.35
+    dy = 0.8
+    cell_in = g.box("in", 0.0, 0.0, "cell input\n(head output)", "input")
+    width = text_size(f"node {len(nodes) - 1}", NODE_FONT)[0] + 0.3
+    shift = cell_in.w - width / 2          # the input box is wider than a node's
+    leaves = tpsr_format.leaves({"nodes": nodes})
+    for m in range(len(nodes)):
+        g.box(f"n{m}", shift + depth[m + 1] * dx, -row[m + 1] * dy, f"node {m}",
+              "leaf" if m in leaves else "node", width=width)
+    for m, (src, op) in enumerate(nodes):
+        key = "in" if src == 0 else f"n{src - 1}"
+        a, b = g.boxes[key], g.boxes[f"n{m}"]
+        colour = op_colour(op, tpsr_format.OPS)
+        if a.y == b.y:
+            g.edge(key, f"n{m}", op, colour=colour)
+            continue
+        # another row: down from the input's bottom, then along the node's row (the op on
+        # that part); siblings share the way down, and nothing else lies on it
+        down, along = a.y - a.h - b.y, b.x - b.w - a.x
+        at = tuple((down + f * along) / (down + along) for f in (0.5, 0.6, 0.4, 0.7, 0.3))
+        g.edge(key, f"n{m}", op, colour=colour, via=((a.x, b.y),), label_at=at)
+    join = shift + max(depth) * dx + width / 2 + 0.35
+    ys = [g.boxes[f"n{m}"].y for m in leaves]
+    y = (min(ys) + max(ys)) / 2
+    tail = [("act", "PReLU", "plain"), ("out", "cell\noutput", "output")]
+    if len(leaves) > 1:
+        tail.insert(0, ("sum", "+", "sum"))
+    chain(g, tail, join + 0.4, y)
+    target = tail[0][0]
+    for m in leaves:
+        b = g.boxes[f"n{m}"]
+        g.edge(f"n{m}", target, width=1.0, via=((join, b.y),))
+    return g
+
+
+def tpsr_network_graph() -> Graph:
+    g = Graph()
+    chain(g, [("lr", "LR", "input"), ("sub", "\u2212 mean", "plain"),
+              ("head", "head\n3x3 conv 3 \u2192 n", "plain"), ("cell", "cell\n(above)", "node"),
+              ("up1", "3x3 conv n \u2192 12\nPixelShuffle(2)", "plain"),
+              ("up2", "3x3 conv 3 \u2192 12\nPixelShuffle(2)", "plain"),
+              ("add", "+ mean", "plain"), ("sr", "SR", "output")], 0.0, 0.0)
+    return g
+
+
+@DIAGRAMS.register("tpsr")
+def draw_tpsr(genotype: Genotype, fig: Any) -> None:
+    nodes = genotype.payload["nodes"]
+    leaves = tpsr_format.leaves(genotype.payload)
+    compose(fig, genotype, [
+        graph_panel(tpsr_cell_graph(nodes), f"cell ({len(nodes)} nodes: node m = PReLU(op(its one "
+                                            f"input)))",
+                    "columns: depth from the cell input; green: the leaves (nodes no node reads: "
+                    + ", ".join(map(str, leaves)) + "), summed into the cell output"),
+        graph_panel(tpsr_network_graph(), "network (x4 as published: two upsampling stages; x2: "
+                                          "the first only)",
+                    "n = 16 feature maps (published); mean: the DIV2K RGB mean; no global skip"),
+    ])
+
+
+# ---- TrilevelNAS --------------------------------------------------------------------------
+def trilevelnas_op_label(op: str, c_in: int, c_out: int) -> str:
+    return f"{trilevelnas_format.PAPER_NAMES[op]}\n{c_in} \u2192 {c_out}"
+
+
+def trilevelnas_blocks_graph(blocks: Sequence[Sequence[Sequence[Any]]]) -> Graph:
+    """One row per RiR block (keys ``b{b}.*``; "RiR b", 0-based like the RiR Block IDs of
+    Tables 7-10): input, the five ops (``op{j}``, paper name
+    and channels in -> out) in aligned columns headed OP1..OP5, x 0.2 on the edge to the
+    sum, the identity over the row, the output."""
+    g = Graph()
+    labels = [[trilevelnas_op_label(op, c_in, c_out)
+               for (op, _), (c_in, c_out) in zip(block, trilevelnas_format.block_widths(block))]
+              for block in blocks]
+    width = max(text_size(label, NODE_FONT)[0] for row in labels for label in row) + 0.24
+    pitch = 1.2
+    for b, block in enumerate(blocks):
+        y = -b * pitch
+        k = f"b{b}."
+        g.box(k + "in", 0.0, y, f"RiR {b}\ninput", "input")
+        x = g.boxes[k + "in"].w
+        for j, ((op, _), label) in enumerate(zip(block, labels[b])):
+            box = g.box(f"{k}op{j}", 0.0, y, label, "op", width=width)
+            box.x = x + 0.42 + box.w
+            x = box.x + box.w
+            g.edge(k + "in" if j == 0 else f"{k}op{j - 1}", f"{k}op{j}",
+                   colour=op_colour(op, trilevelnas_format.OPS))
+        s = g.box(k + "sum", 0.0, y, "+", "sum", size=12)
+        s.x = x + 0.8 + s.w
+        chain(g, [(k + "sum", "+", "sum"), (k + "out", f"RiR {b}\noutput", "output")], s.x - s.w, y)
+        g.edge(f"{k}op{len(block) - 1}", k + "sum", "\u00d7 0.2")
+        top = y + g.boxes[k + "in"].h + 0.3
+        g.edge(k + "in", k + "sum", width=1.0, via=((g.boxes[k + "in"].x, top), (s.x, top)))
+    if blocks:
+        top = g.boxes["b0.in"].h + 0.55
+        for j in range(len(blocks[0])):
+            g.text(g.boxes[f"b0.op{j}"].x, top, f"OP{j + 1}", size=NODE_FONT)
+    return g
+
+
+def trilevelnas_network_graph(path: Sequence[int], tail: str) -> Graph:
+    """The path (keys ``p{i}``, digits above), between the 3x3 conv and the tail; for tail
+    A the resolution bands (each '1' layer upsamples x2), for B the LR band up to the
+    PixelShuffle."""
+    g = Graph()
+    boxes = [("lr", "LR", "input"), ("conv", "3x3 conv\n3 \u2192 64", "plain")]
+    rir = 0
+    for i, node in enumerate(path):
+        if node == trilevelnas_format.RIR:
+            boxes.append((f"p{i}", f"RiR {rir}", "op"))
+            rir += 1
+        elif tail == "A":
+            boxes.append((f"p{i}", "nearest x2\n3x3 conv", "up"))
+        else:
+            boxes.append((f"p{i}", "3x3 conv\n64 \u2192 64", "node"))
+    ups = path.count(trilevelnas_format.LAYER)
+    if tail == "A":
+        boxes += [("tail", "3x3 conv\n64 \u2192 3", "plain"), ("sr", f"SR\n(x{2 ** ups})", "output")]
+    else:
+        boxes += [("tail", "3x3 conv 64 \u2192 3s\u00b2\nPixelShuffle(s)", "plain"), ("sr", "SR\n(xs)", "output")]
+    chain(g, boxes, 0.0, 0.0, gap=0.36)
+    h = max(g.boxes[f"p{i}"].h for i in range(len(path)))
+    for i, node in enumerate(path):
+        g.text(g.boxes[f"p{i}"].x, h + 0.2, str(node), size=NODE_FONT)
+    conv, last = g.boxes["conv"], g.boxes["tail"]
+    left, right = conv.x - conv.w - 0.12, last.x + last.w + 0.12
+    bottom, top = -h - 0.15, h + 0.75
+    if tail == "A":
+        cuts = [left] + [g.boxes[f"p{i}"].x for i, node in enumerate(path)
+                         if node == trilevelnas_format.LAYER] + [right]
+        shades = ("#e8f1fa", "#e9f5e4", "#fbeee0")
+        for u, (x0, x1) in enumerate(zip(cuts, cuts[1:])):
+            g.span(x0, x1, bottom, top, shades[u % len(shades)], "LR" if u == 0 else f"x{2 ** u}")
+    else:
+        g.span(left, last.x, bottom, top, "#e8f1fa", "LR")
+        g.span(last.x, right, bottom, top, "#e9f5e4", "HR")
+    return g
+
+
+@DIAGRAMS.register("trilevelnas")
+def draw_trilevelnas(genotype: Genotype, fig: Any) -> None:
+    p = genotype.payload
+    path, tail = p["path"], p["tail"]
+    one = ("nearest x2 + 3x3 conv 64 \u2192 64 + LeakyReLU(0.2): the scale is 2^(number of 1s)"
+           if tail == "A" else "3x3 conv 64 \u2192 64 at LR (+ LeakyReLU(0.2), srnas's default); the tail's "
+                               "PixelShuffle upsamples by the scale s")
+    compose(fig, genotype, [
+        graph_panel(trilevelnas_blocks_graph(p["blocks"]),
+                    f"RiR blocks ({len(p['blocks'])}, in path order): ops (cell level) and "
+                    f"channels in \u2192 out (kernel level)",
+                    "each block outputs 0.2 \u00d7 chain(x) + x; the chain starts at 64 channels "
+                    "and its last op outputs 64"),
+        graph_panel(trilevelnas_network_graph(path, tail),
+                    f"network: path {''.join(map(str, path))}, tail {tail} "
+                    f"({'AGD' if tail == 'A' else 'the new'} backbone)",
+                    f"0: RiR block (the first is the supernet's fixed stem); no global residual\n"
+                    f"1: {one}"),
     ])

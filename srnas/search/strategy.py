@@ -230,6 +230,11 @@ def _spaces():
     return SPACES
 
 
+def _build_supernet(space: str, scale: int, **kwargs):
+    from srnas.spaces import build_supernet
+    return build_supernet(space, scale, **kwargs)
+
+
 # ----------------------------------------------------------------------------------------
 # Scorers
 # ----------------------------------------------------------------------------------------
@@ -372,7 +377,7 @@ class SharedWeights(Scorer):
         super().setup(ctx)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(child_seed(ctx.seed, "supernet"))
-            net = _spaces().get(ctx.space).supernet(ctx.scale, **ctx.supernet_kwargs)
+            net = _build_supernet(ctx.space, ctx.scale, **ctx.supernet_kwargs)
         self._net = net.to(torch.device(ctx.device)).train()
         self._weights = [p for p in net.weight_parameters() if p.requires_grad]
         self._opt = _adam(self._weights, self.lr, self.betas, self.weight_decay)
@@ -631,7 +636,7 @@ class Differentiable(Strategy):
             raise SrnasError(f"{self.name}.steps: missing option (the number of search steps)")
         search_config = SearchConfig(**opts)
         torch.manual_seed(ctx.seed)
-        supernet = _spaces().get(ctx.space).supernet(ctx.scale, **ctx.supernet_kwargs)
+        supernet = _build_supernet(ctx.space, ctx.scale, **ctx.supernet_kwargs)
         t0 = time.perf_counter()
         res = run_search(supernet, ctx.loss_fn, ctx.train_batch, ctx.val_batch, search_config,
                          ctx.device, checkpointer, log=log, progress=progress,

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from srnas.errors import SrnasError
 from srnas.genotype import Genotype
 from srnas.registry import Registry
-from srnas.spaces import dlsr, hinas, hnas
+from srnas.spaces import dlsr, hinas, hnas, tpsr, trilevelnas
 from srnas.spaces.base import SearchSpace, SpaceBuilders
 
 SPACES: Registry[SpaceBuilders] = Registry("search space")
@@ -52,12 +53,43 @@ SPACES.register("hnas")(SpaceBuilders(
 ))
 
 
+SPACES.register("tpsr")(SpaceBuilders(
+    network=tpsr.TPSRNet,
+    supernet=None,
+    pending="the controller search with the per-(node, op) weight cache of Eq. 5 (issue 11)",
+    paper="tpsr",
+    convention="hr720p",
+    description="TPSR (Lee et al.): fixed head, one cell of 10 nodes each (op, input) over 16 ops "
+                "with PReLU, leaves summed, pixel-shuffle upsampler; controller search (FACTS.md §6)",
+))
+
+
+SPACES.register("trilevelnas")(SpaceBuilders(
+    network=trilevelnas.TrilevelNet,
+    supernet=None,
+    pending="the tree supernet with sparsestmax path and op weights and Gumbel widths (issue 12)",
+    paper="trilevelnas",
+    convention="lr256",
+    description="TrilevelNAS (Wu et al.): a tree path of RiR blocks (5 ops each over conv 1x1/3x3, ResBlock, "
+                "DwsBlock, widths 24-64) and '1' layers, tail B (PixelShuffle) or A (x2 upsamplings) (FACTS.md §4)",
+))
+
+
 def build_network(genotype: Genotype, scale: int, **kwargs) -> nn.Module:
     return SPACES.get(genotype.space).network(genotype, scale, **kwargs)
 
 
+def searchable() -> list[str]:
+    """The spaces a strategy can search (those with a supernet), sorted."""
+    return [name for name in SPACES.names() if SPACES.get(name).searchable]
+
+
 def build_supernet(space: str, scale: int, **kwargs) -> SearchSpace:
-    return SPACES.get(space).supernet(scale, **kwargs)
+    builders = SPACES.get(space)
+    if not builders.searchable:
+        raise SrnasError(f"search space {space!r} cannot be searched yet: srnas has its networks but not "
+                         f"{builders.pending}; searchable spaces: {', '.join(searchable())}")
+    return builders.supernet(scale, **kwargs)
 
 
-__all__ = ["SPACES", "SearchSpace", "SpaceBuilders", "build_network", "build_supernet"]
+__all__ = ["SPACES", "SearchSpace", "SpaceBuilders", "build_network", "build_supernet", "searchable"]

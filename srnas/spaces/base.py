@@ -140,16 +140,23 @@ class SpaceBuilders:
     """What a search space registers in ``srnas.spaces.SPACES``.
 
     ``network(genotype, scale, **kw)`` builds the derived (retrainable) network;
-    ``supernet(scale, **kw)`` builds the :class:`SearchSpace` supernet. ``paper`` names the
-    paper that defines the space and ``convention`` the Multi-Adds convention it reports
-    (a name in ``srnas.complexity.CONVENTIONS``).
+    ``supernet(scale, **kw)`` builds the :class:`SearchSpace` supernet; None for a space
+    whose search is not implemented yet (its networks build, count and evaluate, no
+    strategy runs on it: :data:`srnas.spaces.SEARCHABLE` leaves it out). ``paper`` names
+    the paper that defines the space and ``convention`` the Multi-Adds convention it
+    reports (a name in ``srnas.complexity.CONVENTIONS``).
     """
 
     network: Callable[..., nn.Module]
-    supernet: Callable[..., SearchSpace]
+    supernet: Callable[..., SearchSpace] | None
     paper: str
     convention: str
     description: str = ""
+    pending: str = ""    # with supernet None: what the search still lacks (shown in errors)
+
+    @property
+    def searchable(self) -> bool:
+        return self.supernet is not None
 
     def build(self, genotype: Genotype, scale: int, **kwargs) -> nn.Module:
         """The derived network (same as ``network``)."""

@@ -74,13 +74,11 @@ import torch.nn.functional as F
 from srnas.errors import SrnasError
 from srnas.formats.hnas import LAYERS, NODES, NORMAL_OPS, UP_OPS, HNASGenotypeSpec, hnas_genotype  # noqa: F401
 from srnas.genotype import Genotype, packaged
-from srnas.ops import HNAS
+from srnas.ops import HNAS, MeanShift
 from srnas.spaces.base import SearchSpace, top_k
 
 SCALES = (2, 3, 4)
 STEM_MULTIPLIER = 4
-DIV2K_MEAN = (0.4488, 0.4371, 0.4040)        # EDSR's DIV2K RGB mean (released MeanShift)
-PEAK = 255.0
 NUM_EDGES = sum(2 + i for i in range(NODES))   # 14
 
 # Named models of the paper (Table II, x2), position as in the packaged genotypes.
@@ -148,16 +146,6 @@ def build_op(cell: str, name: str, C: int, source: int, scale: int, batch_norm: 
 # ----------------------------------------------------------------------------------------
 # Building blocks
 # ----------------------------------------------------------------------------------------
-
-class MeanShift(nn.Module):
-    """Adds ``sign`` x the DIV2K RGB mean (in [0, 255]) to a 3-channel image."""
-
-    def __init__(self, sign: float):
-        super().__init__()
-        self.register_buffer("mean", sign * PEAK * torch.tensor(DIV2K_MEAN).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, x):
-        return x + self.mean
 
 
 def preprocess(C_in: int, C: int, batch_norm: bool) -> nn.Sequential:
