@@ -28,6 +28,9 @@ def project(tmp_path_factory):
     # two are the same stages with another --seed (tests/test_matrix.py checks the stage
     # set for the shipped seeds), and they would add six searches and retrainings to CI.
     _edit(dest / "params.yaml", "random: [0, 1, 2]", "random: [0]")
+    dvc_yaml = subprocess.run([sys.executable, "-m", "pipeline.stages", "--params", "params.yaml", "dvc"],
+                              cwd=dest, capture_output=True, text=True, check=True).stdout
+    (dest / "dvc.yaml").write_text(dvc_yaml)   # the copy's dvc.yaml follows its params
     env = {**os.environ, "PYTHONPATH": str(dest), "SRNAS_MLFLOW": "1",
            "MLFLOW_TRACKING_URI": f"sqlite:///{dest}/mlflow.db"}
     return dest, env
