@@ -22,7 +22,8 @@ import importlib
 # the strategy x space matrix, a study over the papers' spaces, then the figures drawn from
 # every paper's tables and stages.
 MODULES = ("srnas.formats.dlsr", "srnas.formats.hinas", "srnas.formats.hnas", "srnas.formats.tpsr",
-           "srnas.formats.trilevelnas", "srnas.papers", "srnas.matrix", "srnas.figures")
+           "srnas.formats.tpsr_disc", "srnas.formats.trilevelnas", "srnas.papers", "srnas.matrix",
+           "srnas.figures")
 
 _state = {"loaded": False}
 

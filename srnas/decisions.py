@@ -119,6 +119,12 @@ class DecisionSpace:
         """The (canonical) assignment whose genotype is ``genotype``."""
         raise NotImplementedError
 
+    def payload_of(self, genotype: Genotype) -> Mapping[str, Any]:
+        """``genotype``'s payload; SrnasError when it is not a genotype of this space."""
+        if not isinstance(genotype, Genotype) or genotype.space != self.space:
+            raise SrnasError(f"{self.space} decisions: expected a {self.space!r} genotype, got {genotype!r}")
+        return genotype.payload
+
     def groups(self) -> tuple[DecisionGroup, ...]:
         """The controller layout: by default one group of every decision, no pointers."""
         return (DecisionGroup("all", tuple(self.names())),)

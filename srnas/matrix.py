@@ -224,11 +224,9 @@ class MatrixRecipe(Recipe):
                 checkpoints, run, phase="retrain", inputs=None):
         import torch
 
-        from srnas.checkpoint import Checkpointer
-        from srnas.data.patches import sample_batch
         from srnas.device import pick_device, speed_switches
         from srnas.spaces import build_network
-        from srnas.train import TrainConfig, train
+        from srnas.train import TrainConfig
 
         strategy, space = parse_variant(variant)
         g = self.retrain_genotype(genotype)
@@ -245,18 +243,12 @@ class MatrixRecipe(Recipe):
                              scale=scale, seed=seed, lr=lr, schedule="cosine", step_every=0, lr_min=lr / 100,
                              checkpoint_every=size["checkpoint_every"], log_every=max(1, size["steps"] // 50),
                              **speed_switches(params, device))
-        run.log_params({"strategy": strategy, "space": space, "seed": seed, "genotype": str(g),
-                        **flatten(kwargs, "network."), **{f"budget.{k}": v for k, v in size.items()}})
-        result = train(model, torch.nn.functional.l1_loss,
-                       lambda step: sample_batch(images, step, seed=seed, batch_size=size["batch_size"],
-                                                 patch_hr=size["patch_hr"], scale=scale),
-                       config, device,
-                       Checkpointer(checkpoints, every=size["checkpoint_every"], on_mismatch="archive",
-                                    context={"genotype": g.to_dict(), "kwargs": kwargs,
-                                             "files": [f.name for f in images.hr_files]}),
-                       log=lambda metrics, step: run.log_metrics(metrics, step=step))
-        self.save_retrained(out, result, g, scale, kwargs, params=params, variant=variant, seed=seed,
-                            device=device)
+        self.fit(params, model=model, loss_fn=torch.nn.functional.l1_loss, images=images, config=config,
+                 device=device, checkpoints=checkpoints, run=run, out=out, genotype=g, kwargs=kwargs,
+                 variant=variant, seed=seed,
+                 context={"genotype": g.to_dict(), "kwargs": kwargs, "files": [f.name for f in images.hr_files]},
+                 logged={"strategy": strategy, "space": space, "seed": seed, "genotype": str(g),
+                         **flatten(kwargs, "network."), **{f"budget.{k}": v for k, v in size.items()}})
 
 
 def _val_images(valid, scale: int) -> list:

@@ -329,6 +329,34 @@ class Recipe:
                          "budget": params.get("budget"), "seconds": result.seconds,
                          "device": device_name(device)})
 
+    def fit(self, params: Params, *, model: Any, loss_fn: Any, images: Any, config: Any, device: Any,
+            checkpoints: Path, context: Mapping[str, Any], run: Any, logged: Mapping[str, Any],
+            out: Path, genotype: Any, kwargs: Mapping[str, Any], variant: str, seed: int,
+            init_state: Mapping[str, Any] | None = None, init_exclude: tuple[str, ...] = ()) -> None:
+        """The part every supervised retraining shares: log ``logged`` as the run's params;
+        train ``model`` (:func:`srnas.train.train` under ``config``, a
+        :class:`srnas.train.TrainConfig`) with ``loss_fn`` on the seeded patch batches of
+        ``images`` (batch i: :func:`srnas.data.patches.sample_batch` at step i), checkpointed in
+        ``checkpoints`` (``context``: what a checkpoint must match, else it is archived and the
+        training starts over); ``init_state``/``init_exclude``: warm-start weights and the
+        name prefixes they skip; write the model file (:meth:`save_retrained`); log the speed."""
+        from srnas.checkpoint import Checkpointer
+        from srnas.data.patches import sample_batch
+        from srnas.train import train
+
+        run.log_params(dict(logged))
+        result = train(model, loss_fn,
+                       lambda step: sample_batch(images, step, seed=seed, batch_size=config.batch_size,
+                                                 patch_hr=config.patch_hr, scale=config.scale),
+                       config, device,
+                       Checkpointer(checkpoints, every=config.checkpoint_every, on_mismatch="archive",
+                                    context=dict(context)),
+                       init_state=init_state, init_exclude=init_exclude,
+                       log=lambda metrics, step: run.log_metrics(metrics, step=step))
+        self.save_retrained(out, result, genotype, config.scale, kwargs, params=params, variant=variant,
+                            seed=seed, device=device)
+        run.log_metrics({"train_seconds": result.seconds, "images_per_second": result.images_per_second})
+
     def retrain(self, params: Params, *, variant: str, seed: int, genotype: Path, scale: int,
                 split: dict, data: tuple[Path, Path], init: Path | None, out: Path,
                 checkpoints: Path, run: Any, phase: str = "retrain",

@@ -21,6 +21,13 @@ from srnas.spaces.hinas import all_paths
 
 # Tiny widths: nf is DLSR's feature count and HiNAS's alias of its basic width.
 TINY = {"nf": 4}
+# Per space where that does not fit: TrilevelNAS's width is a multiple of 8 (its widths are
+# 3/8 .. 1 of it), and its tiny tree has 2 nodes (the stem RiR block and one '1' layer).
+TINY_SPACE = {"trilevelnas": {"nf": 8, "blocks": 0, "layers": 1}}
+
+
+def _tiny(space: str) -> dict:
+    return TINY_SPACE.get(space, TINY)
 
 
 def _hinas_ops():
@@ -59,10 +66,11 @@ def test_assignment_errors_name_the_decision(space):
 
 
 def test_the_registry_holds_the_builtin_spaces():
-    # TrilevelNAS's decisions come with its tree supernet (issue 12)
-    assert DECISION_SPACES.names() == ["dlsr", "hinas", "hnas", "tpsr"]
+    # tpsr_disc: TPSR's discriminator, decisions without an SR network (not in SPACES)
+    assert DECISION_SPACES.names() == ["dlsr", "hinas", "hnas", "tpsr", "tpsr_disc", "trilevelnas"]
     assert SPACES.names() == ["dlsr", "hinas", "hnas", "tpsr", "trilevelnas"]
-    with pytest.raises(SrnasError, match="unknown decision space 'nas'; known: dlsr, hinas, hnas, tpsr"):
+    with pytest.raises(SrnasError, match="unknown decision space 'nas'; known: dlsr, hinas, hnas, tpsr, "
+                                         "tpsr_disc, trilevelnas"):
         decision_space("nas")
 
 
@@ -165,7 +173,7 @@ def test_size_is_the_number_of_distinct_assignments_on_a_small_space():
 
 # -- every random assignment builds a network --------------------------------------------
 
-@pytest.mark.parametrize("space", DECISION_SPACES.names())
+@pytest.mark.parametrize("space", SPACES.names())
 def test_random_assignments_build_networks(space):
     ds = decision_space(space)
     rng = random.Random(space)
@@ -174,7 +182,7 @@ def test_random_assignments_build_networks(space):
         a = ds.random_assignment(rng)
         g = ds.genotype(a)
         assert g.space == space and ds.genotype(ds.assignment(g)) == g
-        net = SPACES.get(space).network(g, scale=2, **TINY)
+        net = SPACES.get(space).network(g, scale=2, nf=_tiny(space)["nf"])
         with torch.no_grad():
             assert net(x).shape == (1, 3, 32, 32)
 
@@ -215,11 +223,11 @@ def test_hinas_fixed_computes_the_child_with_shared_weights(kw):
     _check_fixed_is_the_child("hinas", sup, genotypes, {"width": 4, "decoder": kw.get("decoder", "paper")}, 8)
 
 
-@pytest.mark.parametrize("space", [name for name in DECISION_SPACES.names() if SPACES.get(name).searchable])
+@pytest.mark.parametrize("space", [name for name in SPACES.names() if SPACES.get(name).searchable])
 def test_fixed_gradients_reach_only_the_selected_weights(space):
     torch.manual_seed(0)
-    sup = SPACES.get(space).supernet(2, **TINY)
-    ds = decision_space(space)
+    sup = SPACES.get(space).supernet(2, **_tiny(space))
+    ds = decision_space(space, **_tiny(space))
     g = ds.genotype(ds.random_assignment(random.Random(5)))
     with sup.fixed(g):
         sup(torch.rand(1, 3, 16, 16) * 255).square().mean().backward()

@@ -20,8 +20,10 @@ from srnas.spaces import SPACES, searchable
 def test_the_matrix_covers_every_registered_strategy_and_space():
     # A strategy or space registered later must be added to the matrix's choices.
     assert set(STRATEGY_NAMES) == set(STRATEGIES.names())
-    # (TPSR's and TrilevelNAS's spaces join it with their searches: issues 11 and 12)
-    assert set(SPACE_NAMES) == set(searchable()) == set(SPACES.names()) - {"tpsr", "trilevelnas"}
+    # (TPSR's space joins it with its search: issue 11.) TrilevelNAS is searchable (its tree
+    # supernet) but not yet in the matrix: issue 12
+    assert set(SPACE_NAMES) == set(searchable()) - {"trilevelnas"} == set(SPACES.names()) - {"tpsr", "trilevelnas"}
+    assert "trilevelnas" in searchable()
 
 
 def test_stages_follow_the_params():

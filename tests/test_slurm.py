@@ -5,12 +5,15 @@ are missing, starts the cluster with scripts/slurm_local.sh and stops it by PID 
 It skips, saying why, when it is not root or the packages cannot be installed.
 
 - A dry run (no cluster, no root) shows site values from the command line reaching every job.
-- The real DAG of one paper's table (DLSR's Table 2: every kind of stage, from data
-  preparation to the rendered table) runs through the command block that the README's
-  "Clusters" section shows. Every rule must run as one COMPLETED SLURM job that asked for the
-  rule's CPUs, memory and time limit, and the table must be byte-identical to a local run's.
-  (One paper, not results/table2.md: the test node runs one job at a time, and every paper
-  added would lengthen CI by its whole chain without testing anything new about SLURM.)
+- The real DAG of one paper's table (TPSR's supplementary Table 2: every kind of stage, from
+  data preparation to the rendered table, in the shortest chain) runs through the command
+  block that the README's "Clusters" section shows. Every rule must run as one COMPLETED
+  SLURM job that asked for the rule's CPUs, memory and time limit, and the table and every
+  evaluation, count and genotype file must be byte-identical to the session's local build
+  of the whole DAG (the ``built_project`` fixture, shared with tests/test_e2e.py, so CI runs
+  no second local build). (One paper, not results/table2.md: the test node runs one job at a
+  time, and every paper added would lengthen CI by its whole chain without testing anything
+  new about SLURM.)
 - A tiny workflow checks failure handling. One job fails and one is cancelled with scancel;
   both must be reported with their rule name and log paths. A rerun must resume.
 """
@@ -206,7 +209,9 @@ def submitted_jobs(output: str) -> dict[str, str]:
 
 @pytest.mark.root
 @pytest.mark.slow
-def test_the_dag_runs_as_slurm_jobs_and_matches_a_local_run(cluster, tmp_path):
+def test_the_dag_runs_as_slurm_jobs_and_matches_a_local_run(cluster, built_project, tmp_path):
+    from test_reliability_dag import scheduled
+
     from srnas.dag import all_stages
     from srnas.params import load_params
 
@@ -217,38 +222,38 @@ def test_the_dag_runs_as_slurm_jobs_and_matches_a_local_run(cluster, tmp_path):
     assert without_profiles(commands[0])[:2] == ["snakemake", target] and "--profile" not in without_profiles(
         commands[0]), commands[0]
     on_slurm = copy_project(tmp_path / "slurm", dvc=True)
-    local = copy_project(tmp_path / "local", dvc=True)
+    # The rules the command must submit: its whole DAG, from nothing built.
+    dry = subprocess.run(without_profiles(commands[0]) + ["--dry-run", "--cores", "1"], cwd=on_slurm,
+                         env=_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    rules = scheduled(dry.stdout + dry.stderr)
+    assert {"prepare_data", "render_" + target.removeprefix("results/").removesuffix(".md").replace("/", "_")} <= rules
 
-    # The local run goes alongside the first SLURM command, which spends much of its time
-    # waiting between status polls; further commands (none today) would follow in order.
     log = (tmp_path / "slurm.out").open("w+")
-    first = subprocess.Popen(commands[0], cwd=on_slurm, env=_env(), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        local_run = subprocess.run(without_profiles(commands[0]) + ["--cores", "all"],
-                                   cwd=local, env=_env(), capture_output=True, text=True,
-                                   timeout=DAG_TIMEOUT_S, check=False)
-        codes = [first.wait(timeout=DAG_TIMEOUT_S)]
-        for cmd in commands[1:]:
-            codes.append(subprocess.run(cmd, cwd=on_slurm, env=_env(), stdout=log,
-                                        stderr=subprocess.STDOUT, timeout=DAG_TIMEOUT_S,
-                                        check=False).returncode)
-    finally:
-        if first.poll() is None:
-            first.terminate()
+    codes = [subprocess.run(cmd, cwd=on_slurm, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                            timeout=DAG_TIMEOUT_S, check=False).returncode for cmd in commands]
     log.seek(0)
     output = log.read()
-    assert local_run.returncode == 0, local_run.stdout[-5000:] + local_run.stderr[-5000:]
     assert codes == [0] * len(commands), output[-8000:] + _logs(cluster)
 
-    # the table: what a local run writes, byte for byte
-    table = (on_slurm / target).read_bytes()
-    assert table == (local / target).read_bytes()
+    # What a local run writes, byte for byte: the table and every evaluation, count and
+    # genotype file of this DAG, against the session's local build of the whole DAG (the
+    # same stages, the same params: the command changes no key those stages read but the
+    # device, and the local build ran on this CPU).
+    local = built_project[0]
+    assert (on_slurm / target).read_bytes() == (local / target).read_bytes()
+    compared = 0
+    for path in sorted((on_slurm / "results").rglob("*.json")):
+        rel = path.relative_to(on_slurm)
+        if "search" in rel.parts:
+            continue   # a search folder's result.json records its wall time
+        assert path.read_bytes() == (local / rel).read_bytes(), rel
+        compared += 1
+    assert compared >= 4, compared
 
     # every rule of the DAG ran as exactly one SLURM job of this run, and finished
-    local_out = local_run.stdout + local_run.stderr
-    local_rules = set(re.findall(r"^(?:local)?rule (\w+):$", local_out, re.MULTILINE))
     jobs = submitted_jobs(output)
-    assert sorted(jobs.values()) == sorted(local_rules), output[-5000:]
+    assert sorted(jobs.values()) == sorted(rules), output[-5000:]
     records = jobcomp(cluster)
     stages = {s.name: s for s in all_stages(load_params(on_slurm / "params.yaml"))}
     for jobid, rule in jobs.items():

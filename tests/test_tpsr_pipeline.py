@@ -1,6 +1,7 @@
-"""TPSR's pipeline without a search (issue 11, deliverables 6 and 7): the ``tpsr`` params
-block, the released-weights and complexity stages, Table 1 and supplementary Table 2 with
-the printed rows beside ours, and the printed numbers' provenance."""
+"""TPSR's pipeline (issue 11, deliverables 3, 6 and 7): the ``tpsr`` params block, the
+released-weights and complexity stages, the generator search's stages (tests/test_tpsr_search.py
+tests the search itself), Table 1 and supplementary Table 2 with the printed rows beside
+ours, and the printed numbers' provenance."""
 
 from __future__ import annotations
 
@@ -20,8 +21,14 @@ from srnas.papers.tpsr_tables import SETS, TABLE1, TABLE2
 from srnas.params import load_params
 from srnas.reports import TABLES, render_spec
 
+# The published generator's counts, the tables, and the generator search -> derive -> x4
+# retraining (TPSR-NOGAN) with its evaluation, counts and figures.
 ALWAYS = {"complexity_tpsr_published_x4", "complexity_tpsr_published_x2", "render_tpsr_table1",
-          "render_tpsr_table2", "render_figure_tpsr_tradeoff"}
+          "render_tpsr_table2", "render_figure_tpsr_tradeoff",
+          "split_tpsr", "search_tpsr_tpsr_s0", "derive_tpsr_tpsr_s0", "retrain_tpsr_tpsr_s0_x4",
+          "evaluate_tpsr_tpsr_s0_x4", "complexity_tpsr_tpsr_s0_x4", "render_figure_tpsr_search",
+          "render_figure_tpsr_training", "render_figure_tpsr_crops", "render_figure_tpsr_genotypes"}
+SEARCHED = ("results/tpsr/eval/tpsr_s0_x4.json", "results/tpsr/complexity/tpsr_s0_x4.json")
 RELEASED = {"fetch_weights_tpsr", "evaluate_tpsr_released_nogan_x4", "evaluate_tpsr_released_d2_x4",
             "evaluate_tpsr_released_esrgan_x4"}
 # FACTS.md §6, as printed: Table 1 TPSR-D2 (PSNR/LPIPS/PI) and supplementary Table 2 TPSR-NOGAN.
@@ -46,8 +53,8 @@ def test_default_stage_set_counts_the_generator_and_renders_the_tables():
     assert stages["complexity_tpsr_published_x2"].args == (
         "--arch", "tpsr", "--scale", "2", "--out", "results/tpsr/complexity/published-tpsr_x2.json")
     assert set(stages["render_tpsr_table2"].deps) == {f"results/tpsr/complexity/published-tpsr_x{s}.json"
-                                                      for s in (2, 4)}
-    # LPIPS alone scores nothing yet (no released weights, no search): no stage fetches it.
+                                                      for s in (2, 4)} | set(SEARCHED)
+    # LPIPS alone scores nothing yet (no released weights, no GAN training): no stage fetches it.
     assert set(_tpsr_stages("tpsr.lpips_weights=download")) == ALWAYS
 
 
@@ -172,6 +179,9 @@ def _results(tmp_path, *, lpips_net: str | None = None, convention: str = "hr720
             if lpips_net:
                 sets[name].update(lpips=0.25 + i / 100, lpips_net=lpips_net)
         _write(tmp_path / f"results/tpsr/eval/released-{variant}_x4.json", sets)
+    # the searched generator, retrained at x4 and scored on SampleTest only (the sample data)
+    _write(tmp_path / SEARCHED[0], {"SampleTest": {"psnr": 28.75, "ssim": 0.81, "n": 3, "per_image": {}}})
+    _write(tmp_path / SEARCHED[1], {"params": 40_000, "multi_adds": 2.5, "convention_name": convention})
 
 
 def _render(tmp_path, monkeypatch, table: str, *overrides: str) -> str:
@@ -238,12 +248,31 @@ def test_table1_with_lpips_shows_ours_and_refuses_a_stale_or_alex_result(tmp_pat
         _render(tmp_path, monkeypatch, "tpsr/table1", *overrides)
 
 
-def test_tables_without_released_weights_say_why_they_have_no_scored_rows(tmp_path, monkeypatch):
+def test_tables_without_released_weights_say_why_they_have_no_released_rows(tmp_path, monkeypatch):
     _results(tmp_path)
-    for table in ("tpsr/table1", "tpsr/table2"):
-        text = _render(tmp_path, monkeypatch, table)
-        assert "No scored rows of ours: `tpsr.released_weights` is null" in text
-        assert "released weights)" not in text and "SampleTest" not in text
+    text = _render(tmp_path, monkeypatch, "tpsr/table1")     # no GAN training yet: nothing of ours
+    assert "No scored rows of ours: `tpsr.released_weights` is null" in text
+    assert "released weights)" not in text and "SampleTest" not in text
+    text = _render(tmp_path, monkeypatch, "tpsr/table2")     # the searched generator only
+    assert "No rows of the released weights: `tpsr.released_weights` is null" in text
+    assert "released weights)" not in text
+    x4 = text.split("## x4")[1]
+    assert _header(x4)[-1] == "SampleTest"                    # ours only, in our own column
+    assert [c for c in _row(x4, "TPSR-NOGAN", "paper (Table S2)")][-1] == "—"
+
+
+def test_table2_has_the_searched_generator_beside_tpsr_nogan_with_its_budget(tmp_path, monkeypatch):
+    _results(tmp_path)
+    text = _render(tmp_path, monkeypatch, "tpsr/table2")
+    x2, x4 = text.split("## x4")
+    assert "searched by srnas (seed" not in x2.split("## x2")[1]   # tpsr.scales: [4]
+    ours = _row(x4, "TPSR-NOGAN, searched by srnas (seed 0)", "ours [3]")
+    assert ours[:2] == ["40.0", "2.50"] and set(ours[2:-1]) == {"—"} and ours[-1] == "28.75/0.8100"
+    assert _row(x4, "", "Δ ours − paper")[:2] == ["+0.1", "-0.04"]   # the counted row's first
+    assert "**Budget `quick`:**" in text and "10 children of 20 proxy steps at budget `quick`" in text
+    assert "budget `quick`, data source `sample`" in text        # the row's source note
+    paper = _render(tmp_path, monkeypatch, "tpsr/table2", "budget=paper")
+    assert "**Budget `quick`:**" not in paper and "2,500 children of 50,000 proxy steps" in paper
 
 
 def test_table2_counts_the_generator_beside_tpsr_nogan(tmp_path, monkeypatch):
@@ -260,7 +289,7 @@ def test_table2_counts_the_generator_beside_tpsr_nogan(tmp_path, monkeypatch):
     counted = _row(x2, "TPSR generator (Figure 2), counted by srnas", "ours [1]")
     assert counted[:2] == ["60.8", "13.95"] and set(counted[2:]) == {"—"}
     assert _row(x2, "", "Δ ours − paper")[:2] == ["+0.8", "-0.05"]          # 60.761 - 60; 13.953 - 14.0
-    released = _row(x4, "TPSR-NOGAN (released weights)", "ours [3]")
+    released = _row(x4, "TPSR-NOGAN (released weights)", "ours [4]")   # after the searched row
     assert released[:2] == ["61.1", "3.56"] and released[2] == "31.00/0.8000" and released[-1] == "28.00/0.8000"
     assert "TPSR-D2 (released weights)" not in text      # a perceptual model: Table 1's
     _results(tmp_path, convention="lr256")

@@ -200,7 +200,7 @@ def test_random_genotypes_build_at_every_scale():
         TPSRNet(packaged("tpsr"), 8)
     with pytest.raises(SrnasError, match="'tpsr' genotype"):
         TPSRNet(packaged("dlsr"), 4)
-    with pytest.raises(SrnasError, match="'tpsr' cannot be searched yet"):
+    with pytest.raises(SrnasError, match="'tpsr' has no supernet"):
         build_supernet("tpsr", 2)
 
 

@@ -17,7 +17,7 @@ from srnas.errors import SrnasError
 from srnas.formats.trilevelnas import OPS, RATIOS, WIDTHS, make_divisible, trilevelnas_genotype
 from srnas.genotype import Genotype, packaged
 from srnas.ops import OPS as OP_FAMILIES
-from srnas.spaces import SPACES, build_network, build_supernet
+from srnas.spaces import SPACES, build_network
 from srnas.spaces.trilevelnas import (
     ConvLayer,
     DwsBlock,
@@ -30,6 +30,7 @@ from srnas.spaces.trilevelnas import (
     TrilevelNet,
     UpLayer,
 )
+from srnas.spaces.trilevelnas_supernet import TrilevelSupernet
 from srnas.zoo import ARCHS, load_all
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -288,9 +289,7 @@ def test_space_is_registered():
     builders = SPACES.get("trilevelnas")
     assert builders.convention == "lr256" and builders.paper == "trilevelnas"
     assert builders.network is TrilevelNet
-    assert not builders.searchable
-    with pytest.raises(SrnasError, match="'trilevelnas' cannot be searched yet: .*tree supernet"):
-        build_supernet("trilevelnas", 4)
+    assert builders.searchable and builders.supernet is TrilevelSupernet
     g = trilevelnas_genotype([0, 1], [T8["blocks"][2]], "B")
     assert isinstance(build_network(g, 4, layer_act="none").body[1], ConvLayer)
 

@@ -136,8 +136,7 @@ class DLSRDecisions(DecisionSpace):
         return dlsr_genotype(ops, [values[f"cell{k}"] for k in SEARCHED_CELLS])
 
     def assignment(self, genotype: Genotype) -> dict[str, Any]:
-        if not isinstance(genotype, Genotype) or genotype.space != self.space:
-            raise SrnasError(f"dlsr decisions: expected a 'dlsr' genotype, got {genotype!r}")
+        self.payload_of(genotype)
         wiring = genotype.payload["wiring"]
         if (wiring == CHAIN) == self.search_network:
             kind = "the chain wiring (DLSR-B)" if wiring == CHAIN else "a searched wiring"

@@ -176,8 +176,7 @@ class HiNASDecisions(DecisionSpace):
         return hinas_genotype(cells, path)
 
     def assignment(self, genotype: Genotype) -> dict[str, Any]:
-        if not isinstance(genotype, Genotype) or genotype.space != self.space:
-            raise SrnasError(f"hinas decisions: expected a 'hinas' genotype, got {genotype!r}")
+        self.payload_of(genotype)
         cells, path = genotype.payload["cells"], genotype.payload["path"]
         if len(cells) != self.layers or len(cells[0]) != self.nodes:
             raise SrnasError(f"hinas decisions: genotype {genotype} has {len(cells)} layers of "

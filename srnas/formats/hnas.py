@@ -190,9 +190,7 @@ class HNASDecisions(DecisionSpace):
         return hnas_genotype(cells["normal"], cells["upsampling"], values["position"], self.layers)
 
     def assignment(self, genotype: Genotype) -> dict[str, Any]:
-        if not isinstance(genotype, Genotype) or genotype.space != self.space:
-            raise SrnasError(f"hnas decisions: expected a 'hnas' genotype, got {genotype!r}")
-        payload = genotype.payload
+        payload = self.payload_of(genotype)
         if payload["layers"] != self.layers:
             raise SrnasError(f"hnas decisions: genotype {genotype} has {payload['layers']} layers, "
                              f"this space {self.layers}")

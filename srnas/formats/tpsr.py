@@ -36,7 +36,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from srnas.decisions import DECISION_SPACES, Decision, DecisionSpace
-from srnas.errors import SrnasError
 from srnas.genotype import Genotype, GenotypeSpec, field_error, register_spec
 
 NODES = 10
@@ -122,8 +121,7 @@ class TPSRDecisions(DecisionSpace):
         return tpsr_genotype([(values[f"n{m}.input"], values[f"n{m}.op"]) for m in range(NODES)])
 
     def assignment(self, genotype: Genotype) -> dict[str, Any]:
-        if not isinstance(genotype, Genotype) or genotype.space != self.space:
-            raise SrnasError(f"tpsr decisions: expected a 'tpsr' genotype, got {genotype!r}")
+        self.payload_of(genotype)
         out: dict[str, Any] = {}
         for m, (src, op) in enumerate(genotype.payload["nodes"]):
             out[f"n{m}.op"] = op

@@ -1,4 +1,5 @@
-"""TrilevelNAS genotype format: validation and the one-line text (no torch, see srnas/formats).
+"""TrilevelNAS genotype format: validation, the one-line text, the tree and the decisions (no
+torch, see srnas/formats).
 
 Wu et al., "Trilevel Neural Architecture Search for Efficient Single Image Super-Resolution"
 (TrilevelNAS), sections 3.1-3.2 and appendix C (Tables 7-10); facts in FACTS.md §4. The
@@ -32,6 +33,24 @@ One-line form after ``trilevelnas:``, tail|path|blocks, path as digits, blocks s
 
 The published architectures are packaged as ``trilevelnas_b_t8`` / ``_t9`` / ``_t10``
 (Tables 8-10) and ``trilevelnas_a`` (Table 7) (:func:`srnas.genotype.packaged`).
+
+The tree (FACTS.md §4, network level; section 3.1, Fig. 2b): :func:`tree_paths` lists every
+node of the supernet's tree depth-first, each as its root-to-node path. The root is the
+fixed stem RiR block; a node whose path still has RiR blocks (``blocks`` searchable ones in
+all, 4 in the paper) and '1' layers (``layers``, 2) left has a RiR child, then a '1' child.
+Every node is a feature map and a possible network (a genotype's ``path``): with 4 and 2,
+sum over a <= 4 RiR and b <= 2 '1' nodes below the root of C(a + b, a) = 5 + 15 + 35 = 55
+maps, 15 of them leaves (a = 4, b = 2).
+
+Decisions (:class:`TrilevelNASDecisions`, for the multi-trial strategies): ``path`` (one of
+the tree's nodes, as a tuple, in tree order), then for each RiR position ``i`` a path can
+have (``blocks + 1``) and each op slot ``j``: ``b{i}.op{j}`` (:data:`OPS`) and, for the
+first 4 slots, ``b{i}.w{j}`` (:data:`WIDTHS`; the last op outputs 64). Position i is the
+i-th RiR block of the chosen path; positions past the path's blocks are unused, so several
+assignments give one genotype; the canonical one (:meth:`TrilevelNASDecisions.assignment`)
+gives unused positions their first choices. ``tail`` is a construction setting ("B", the
+searched backbone, default); with "A" a network's scale is 2^(number of '1' layers), so
+the path choices are the nodes with exactly ``layers`` '1' layers (x4 for the paper's 2).
 """
 
 from __future__ import annotations
@@ -40,6 +59,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from srnas.decisions import DECISION_SPACES, Decision, DecisionSpace
+from srnas.errors import SrnasError
 from srnas.genotype import Genotype, GenotypeSpec, field_error, register_spec
 
 # Section 3.2: (i) Conv 1x1, (ii) Residual Block, (iii) Conv 3x3, (iv) Depthwise Block.
@@ -156,3 +177,88 @@ def block_widths(block: Sequence[Sequence[Any]]) -> list[tuple[int, int]]:
         out.append((c_in, width))
         c_in = width
     return out
+
+
+# --------------------------------------------------------------------------------------
+# The tree of the network level and the decisions
+# --------------------------------------------------------------------------------------
+
+def check_tree(blocks: Any, layers: Any, where: str = "trilevelnas") -> tuple[int, int]:
+    """``blocks`` searchable RiR blocks after the stem (0..4) and ``layers`` '1' layers (0..2)."""
+    if not _is_int(blocks) or not 0 <= blocks <= MAX_BLOCKS - 1:
+        raise SrnasError(f"{where}: blocks (searchable RiR blocks after the stem): expected an integer "
+                         f"0..{MAX_BLOCKS - 1}, got {blocks!r}")
+    if not _is_int(layers) or not 0 <= layers <= MAX_LAYERS:
+        raise SrnasError(f"{where}: layers ('1' layers): expected an integer 0..{MAX_LAYERS}, got {layers!r}")
+    return blocks, layers
+
+
+def tree_paths(blocks: int = MAX_BLOCKS - 1, layers: int = MAX_LAYERS) -> list[tuple[int, ...]]:
+    """Every node of the tree, depth-first (a node, then its RiR subtree, then its '1'
+    subtree), as its root-to-node path (see the module docstring)."""
+    check_tree(blocks, layers)
+    out: list[tuple[int, ...]] = []
+
+    def visit(path: tuple[int, ...], rirs: int, ones: int) -> None:
+        out.append(path)
+        if rirs:
+            visit(path + (RIR,), rirs - 1, ones)
+        if ones:
+            visit(path + (LAYER,), rirs, ones - 1)
+
+    visit((RIR,), blocks, layers)
+    return out
+
+
+class TrilevelNASDecisions(DecisionSpace):
+    """TrilevelNAS's decisions (see the module docstring): ``path``, then per RiR position i
+    and op slot j ``b{i}.op{j}`` and (j < 4) ``b{i}.w{j}``. Construction: ``blocks``,
+    ``layers`` (the tree, as the supernet's) and ``tail``; other kwargs are ignored."""
+
+    space = "trilevelnas"
+
+    def __init__(self, blocks: int = MAX_BLOCKS - 1, layers: int = MAX_LAYERS, tail: str = "B", **_other: Any):
+        self.blocks, self.layers = check_tree(blocks, layers, "trilevelnas decisions")
+        if tail not in TAILS:
+            raise SrnasError(f"trilevelnas decisions: tail: expected one of {', '.join(TAILS)}, got {tail!r}")
+        self.tail = tail
+        paths = tree_paths(blocks, layers)
+        if tail == "A":
+            paths = [p for p in paths if p.count(LAYER) == layers]
+        decisions = [Decision("path", tuple(paths))]
+        for i in range(blocks + 1):
+            for j in range(OPS_PER_BLOCK):
+                decisions.append(Decision(f"b{i}.op{j}", OPS))
+                if j < OPS_PER_BLOCK - 1:
+                    decisions.append(Decision(f"b{i}.w{j}", WIDTHS))
+        self._decisions = tuple(decisions)
+
+    def decisions(self) -> tuple[Decision, ...]:
+        return self._decisions
+
+    def _genotype(self, values: Mapping[str, Any]) -> Genotype:
+        path = values["path"]
+        blocks = [[(values[f"b{i}.op{j}"], values[f"b{i}.w{j}"] if j < OPS_PER_BLOCK - 1 else FULL_WIDTH)
+                   for j in range(OPS_PER_BLOCK)] for i in range(path.count(RIR))]
+        return trilevelnas_genotype(path, blocks, self.tail)
+
+    def assignment(self, genotype: Genotype) -> dict[str, Any]:
+        payload = self.payload_of(genotype)
+        if payload["tail"] != self.tail:
+            raise SrnasError(f"trilevelnas decisions: genotype {genotype} has tail {payload['tail']}, "
+                             f"this space {self.tail}")
+        path = tuple(payload["path"])
+        if path not in self.decision("path").choices:
+            raise SrnasError(f"trilevelnas decisions: the path {list(path)} of {genotype} is not a node of "
+                             f"this space's tree (blocks={self.blocks}, layers={self.layers}, tail {self.tail})")
+        out: dict[str, Any] = {"path": path}
+        for i in range(self.blocks + 1):
+            block = payload["blocks"][i] if i < len(payload["blocks"]) else None
+            for j in range(OPS_PER_BLOCK):
+                out[f"b{i}.op{j}"] = block[j][0] if block else OPS[0]
+                if j < OPS_PER_BLOCK - 1:
+                    out[f"b{i}.w{j}"] = block[j][1] if block else WIDTHS[0]
+        return self.check(out)
+
+
+DECISION_SPACES.register("trilevelnas")(TrilevelNASDecisions)

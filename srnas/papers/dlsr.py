@@ -240,14 +240,12 @@ class DLSRRecipe(Recipe):
                 checkpoints, run, phase="retrain", inputs=None):
         import torch
 
-        from srnas.checkpoint import Checkpointer
         from srnas.data.images import sha256_file
-        from srnas.data.patches import sample_batch
         from srnas.device import pick_device, speed_switches
         from srnas.losses import hfen_loss, l1_loss
         from srnas.modelfile import load_model
         from srnas.spaces import build_network
-        from srnas.train import TrainConfig, train
+        from srnas.train import TrainConfig
 
         hp = params.get("dlsr.retrain")
         size = params.get(f"dlsr.budgets.{params.get('budget')}.retrain")
@@ -280,22 +278,14 @@ class DLSRRecipe(Recipe):
                              weight_decay=hp["weight_decay"], schedule="step",
                              step_every=size["halve_every"], checkpoint_every=size["checkpoint_every"],
                              log_every=max(1, size["steps"] // 50), **speed_switches(params, device))
-        run.log_params({"variant": variant, "seed": seed, "genotype": str(g), "mu": mu, "nf": nf,
-                        "patch_hr": patch, **flatten(hp), **{f"budget.{k}": v for k, v in size.items()}})
-        result = train(model, loss_fn,
-                       lambda step: sample_batch(images, step, seed=seed, batch_size=size["batch_size"],
-                                                 patch_hr=patch, scale=scale),
-                       config, device,
-                       Checkpointer(checkpoints, every=size["checkpoint_every"], on_mismatch="archive",
-                                    context={"genotype": g.to_dict(), "nf": nf, "mu": mu, "options": opts,
-                                             "files": [f.name for f in images.hr_files],
-                                             "init": sha256_file(init) if init else None}),
-                       init_state=init_state, init_exclude=("upsampler.",),
-                       log=lambda metrics, step: run.log_metrics(metrics, step=step))
-        self.save_retrained(out, result, g, scale, {"nf": nf}, params=params, variant=variant, seed=seed,
-                            device=device)
-        run.log_metrics({"train_seconds": result.seconds, "images_per_second": result.images_per_second})
-
+        self.fit(params, model=model, loss_fn=loss_fn, images=images, config=config, device=device,
+                 checkpoints=checkpoints, run=run, out=out, genotype=g, kwargs={"nf": nf},
+                 variant=variant, seed=seed, init_state=init_state, init_exclude=("upsampler.",),
+                 context={"genotype": g.to_dict(), "nf": nf, "mu": mu, "options": opts,
+                          "files": [f.name for f in images.hr_files],
+                          "init": sha256_file(init) if init else None},
+                 logged={"variant": variant, "seed": seed, "genotype": str(g), "mu": mu, "nf": nf,
+                         "patch_hr": patch, **flatten(hp), **{f"budget.{k}": v for k, v in size.items()}})
 
 RECIPE = DLSRRecipe()
 PAPERS.register(PAPER)(RECIPE)

@@ -254,12 +254,10 @@ class HiNASRecipe(Recipe):
                 checkpoints, run, phase="retrain", inputs=None):
         import torch
 
-        from srnas.checkpoint import Checkpointer
-        from srnas.data.patches import sample_batch
         from srnas.device import pick_device, speed_switches
         from srnas.losses import hinas_loss
         from srnas.spaces import build_network
-        from srnas.train import TrainConfig, train
+        from srnas.train import TrainConfig
 
         opts = effective_options(params, variant)
         hp = params.get("hinas.retrain")
@@ -290,19 +288,12 @@ class HiNASRecipe(Recipe):
                              weight_decay=hp["weight_decay"], schedule="cosine", step_every=0,
                              lr_min=hp["lr_min"], checkpoint_every=size["checkpoint_every"],
                              log_every=max(1, size["steps"] // 50), **speed_switches(params, device))
-        run.log_params({"variant": variant, "seed": seed, "genotype": str(g), "patch_hr": patch,
-                        **flatten(hp), **flatten(opts, "options."), **{f"budget.{k}": v for k, v in size.items()}})
-        result = train(model, loss_fn,
-                       lambda step: sample_batch(images, step, seed=seed, batch_size=size["batch_size"],
-                                                 patch_hr=patch, scale=scale),
-                       config, device,
-                       Checkpointer(checkpoints, every=size["checkpoint_every"], on_mismatch="archive",
-                                    context=context),
-                       init_state=init_state, init_exclude=("decoder.",),
-                       log=lambda metrics, step: run.log_metrics(metrics, step=step))
-        self.save_retrained(out, result, g, scale, kwargs, params=params, variant=variant, seed=seed,
-                            device=device)
-        run.log_metrics({"train_seconds": result.seconds, "images_per_second": result.images_per_second})
+        self.fit(params, model=model, loss_fn=loss_fn, images=images, config=config, device=device,
+                 checkpoints=checkpoints, context=context, run=run, out=out, genotype=g, kwargs=kwargs,
+                 variant=variant, seed=seed, init_state=init_state, init_exclude=("decoder.",),
+                 logged={"variant": variant, "seed": seed, "genotype": str(g), "patch_hr": patch,
+                         **flatten(hp), **flatten(opts, "options."),
+                         **{f"budget.{k}": v for k, v in size.items()}})
 
 
 # ---- helpers ------------------------------------------------------------------------------

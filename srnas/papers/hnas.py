@@ -271,13 +271,11 @@ class HNASRecipe(Recipe):
                 checkpoints, run, phase="retrain", inputs=None):
         import torch
 
-        from srnas.checkpoint import Checkpointer
         from srnas.data.images import sha256_file
-        from srnas.data.patches import sample_batch
         from srnas.device import pick_device, speed_switches
         from srnas.modelfile import load_model
         from srnas.spaces import build_network
-        from srnas.train import TrainConfig, train
+        from srnas.train import TrainConfig
 
         hp = params.get("hnas.retrain")
         size = params.get(f"hnas.budgets.{params.get('budget')}.retrain")
@@ -295,21 +293,14 @@ class HNASRecipe(Recipe):
                              betas=tuple(hp["betas"]), schedule="cosine", step_every=0,
                              checkpoint_every=size["checkpoint_every"], log_every=max(1, size["steps"] // 50),
                              **speed_switches(params, device))
-        run.log_params({"variant": variant, "seed": seed, "genotype": str(g), "patch_hr": patch,
-                        **kwargs, **flatten(hp), **{f"budget.{k}": v for k, v in size.items()}})
-        result = train(model, torch.nn.functional.l1_loss,
-                       lambda step: sample_batch(images, step, seed=seed, batch_size=size["batch_size"],
-                                                 patch_hr=patch, scale=scale),
-                       config, device,
-                       Checkpointer(checkpoints, every=size["checkpoint_every"], on_mismatch="archive",
-                                    context={"genotype": g.to_dict(), "kwargs": kwargs,
-                                             "files": [f.name for f in images.hr_files],
-                                             "init": sha256_file(init) if init else None}),
-                       init_state=init_state, init_exclude=(f"cells.{g.payload['position']}.",),
-                       log=lambda metrics, step: run.log_metrics(metrics, step=step))
-        self.save_retrained(out, result, g, scale, kwargs, params=params, variant=variant, seed=seed,
-                            device=device)
-        run.log_metrics({"train_seconds": result.seconds, "images_per_second": result.images_per_second})
+        self.fit(params, model=model, loss_fn=torch.nn.functional.l1_loss, images=images, config=config,
+                 device=device, checkpoints=checkpoints, run=run, out=out, genotype=g, kwargs=kwargs,
+                 variant=variant, seed=seed, init_state=init_state,
+                 init_exclude=(f"cells.{g.payload['position']}.",),
+                 context={"genotype": g.to_dict(), "kwargs": kwargs, "files": [f.name for f in images.hr_files],
+                          "init": sha256_file(init) if init else None},
+                 logged={"variant": variant, "seed": seed, "genotype": str(g), "patch_hr": patch,
+                         **kwargs, **flatten(hp), **{f"budget.{k}": v for k, v in size.items()}})
 
 
 class JointReward:

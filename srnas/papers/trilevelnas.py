@@ -2,9 +2,11 @@
 Super-Resolution (Wu et al.; papers/002_1aa51cbec79c1574.txt; facts in FACTS.md §4).
 
 What is here so far: the published architectures as named models (``--arch``), counted
-under the paper's convention ``lr256`` (MACs at a 256x256 LR input, x4, in G). The search
-(tree supernet, sorted sparsestmax, Gumbel widths, distillation) and the retraining recipe
-are not registered yet, so this module adds no Recipe to PAPERS and no params block.
+under the paper's convention ``lr256`` (MACs at a 256x256 LR input, x4, in G), and the tree
+supernet (:mod:`srnas.spaces.trilevelnas_supernet`: sparsestmax path and op weights, Gumbel
+widths), which any differentiable strategy can search. The paper's own recipe (teacher,
+distillation, sandwich pretraining, the FLOPs term) is not registered yet, so this module
+adds no Recipe to PAPERS and no params block.
 
 - Search space and networks: :mod:`srnas.spaces.trilevelnas` (ops, RiR blocks, the B and A
   tails, superkernels); genotype format :mod:`srnas.formats.trilevelnas`; sparsestmax and

@@ -19,8 +19,10 @@ Each step t (0-based) does:
      ("Train A"); the train batch is not used.
 
    plus ``gamma * regularizer(space)`` when a regulariser is given (DLSR Eq. 9-10:
-   :func:`srnas.losses.param_regularizer` of the space's alpha). The weights are frozen for
-   this backward.
+   :func:`srnas.losses.param_regularizer` of the space's alpha), plus the space's own
+   ``space.arch_regularizer()`` when it has that method and it returns a term (already
+   weighted by the space; e.g. TrilevelNAS's order loss, Eq. 3; logged as
+   ``arch_regularizer``). The weights are frozen for this backward.
 
 Hooks (:mod:`srnas.search.hooks`): ``hook.on_step(t, space)`` for each hook, in order, at
 the start of step t, before its batches are drawn (temperature or radius schedules); their
@@ -283,6 +285,8 @@ def run_search(space: SearchSpace, loss_fn: LossFn, train_batch: BatchFn, val_ba
     hooks = list(hooks)
     hook_data = hook_fingerprints(hooks)
     rule = UPDATE_RULES.get(config.arch_update)(config)
+    space_regularizer = getattr(space, "arch_regularizer", None)
+    space_regularizer = space_regularizer if callable(space_regularizer) else None
     w_opt = _weight_optimizer(weight_params, config)
     w_sched = torch.optim.lr_scheduler.LambdaLR(
         w_opt, lambda t: config.weight_lr_at(t) / config.weight_lr)
@@ -363,6 +367,10 @@ def run_search(space: SearchSpace, loss_fn: LossFn, train_batch: BatchFn, val_ba
                         reg = regularizer(space)
                         meter.add("regularizer", reg)
                         loss_a = loss_a + config.gamma * reg
+                    own = space_regularizer() if space_regularizer is not None else None
+                    if own is not None:
+                        meter.add("arch_regularizer", own)
+                        loss_a = loss_a + own
                     a_scaler.scale(loss_a).backward()
                 a_scaler.step(a_opt)
                 a_scaler.update()

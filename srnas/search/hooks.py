@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from srnas.errors import SrnasError
 
-__all__ = ["AttributeSchedule", "StepHook", "hook_fingerprints", "hook_metrics", "hook_states",
+__all__ = ["AttributeSchedule", "SparsestmaxRadius", "StepHook", "hook_fingerprints", "hook_metrics", "hook_states",
            "load_hook_states"]
 
 
@@ -103,3 +103,58 @@ class AttributeSchedule:
 
     def metrics(self) -> dict[str, float]:
         return {} if self.value is None else {self.name: self.value}
+
+
+class SparsestmaxRadius:
+    """Sets the sparsestmax radii of a supernet before each step with
+    :func:`srnas.sparsestmax.radius` (TrilevelNAS, section 4.1; FACTS.md §4).
+
+    The space declares its sparsestmaxes with ``sparsestmax_sizes()`` (name -> K) and takes
+    ``set_radius(name, r)``; each gets ``radius(max(step - start, 0), total, K, mode)``:
+    ``mode`` "paper" rises linearly from 0 to the circumradius sqrt((K - 1) / K) of its own
+    K over ``total`` steps, "released" = (step - start) / total for every K (0 to 1, one-hot
+    from the circumradius on). ``start`` delays the rise (e.g. by a warm-up). The value is a
+    function of the step alone; its state (the last step and values) is still saved with the
+    search checkpoint, so a resumed run's hook reports what the uninterrupted one did.
+    Metrics: ``radius_<name>``.
+    """
+
+    def __init__(self, total: int, mode: str = "paper", start: int = 0):
+        from srnas.sparsestmax import RADIUS_MODES
+        from srnas.train import check_int
+
+        check_int("sparsestmax radius hook: total", total, 1)
+        check_int("sparsestmax radius hook: start", start, 0)
+        if mode not in RADIUS_MODES:
+            raise SrnasError(f"sparsestmax radius hook: unknown mode {mode!r}; known: {', '.join(RADIUS_MODES)}")
+        self.total, self.mode, self.start = total, mode, start
+        self.step: int | None = None
+        self.values: dict[str, float] = {}
+
+    def radii(self, step: int, sizes: Mapping[str, int]) -> dict[str, float]:
+        """The radius of each sparsestmax (name -> K) at ``step``."""
+        from srnas.sparsestmax import radius
+
+        return {name: radius(max(step - self.start, 0), self.total, K, self.mode) for name, K in sizes.items()}
+
+    def on_step(self, step: int, space: Any) -> None:
+        sizes = getattr(space, "sparsestmax_sizes", None)
+        if not callable(sizes) or not callable(getattr(space, "set_radius", None)):
+            raise SrnasError(f"sparsestmax radius hook: {type(space).__name__} has no sparsestmax "
+                             f"(sparsestmax_sizes() and set_radius(name, r))")
+        self.step, self.values = step, self.radii(step, sizes())
+        for name, r in self.values.items():
+            space.set_radius(name, r)
+
+    def fingerprint_data(self) -> Mapping[str, Any]:
+        return {"hook": "SparsestmaxRadius", "total": self.total, "mode": self.mode, "start": self.start}
+
+    def metrics(self) -> dict[str, float]:
+        return {f"radius_{name}": r for name, r in self.values.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "values": dict(self.values)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.step = None if state["step"] is None else int(state["step"])
+        self.values = {str(k): float(v) for k, v in state["values"].items()}

@@ -22,9 +22,32 @@ A child is scored by a *scorer*:
   batches 0..steps-1 (the same batches for every child: common random numbers), then the
   validation PSNR. Its initial weights are seeded by (run seed, genotype hash), so a child's
   score is a function of the genotype alone.
+- :class:`CachedProxy` (``cached_proxy``): proxy training whose children start from a cache
+  of weights per *weight group* (TPSR's Eq. 5, below), so a child's score also depends on the
+  children scored before it.
 - :class:`SharedWeights`: one supernet trained on sampled children (``SearchSpace.fixed``);
   before each child is scored, ``weight_steps`` weight steps on children drawn from the
   current policy; the child is then scored under ``fixed(genotype)`` with the shared weights.
+
+Weight cache (:class:`CachedProxy`). The space's network says which of its parameters form
+which group: a method ``weight_groups() -> {state_dict name prefix: group key}`` (several
+prefixes may share a key; a tensor under no prefix is never cached and starts from its
+seeded initialisation). Before its proxy training a child loads, for each of its groups, the
+cached tensors when the cache holds that group; after training and scoring, the child's
+tensors of a group replace the cached ones only when its score (validation PSNR) beats,
+strictly, every earlier child that had that group (the per-group best score is kept; a
+group no child has used yet is stored by its first user). With groups = (node, op) this is
+exactly Eq. 5 of TPSR: theta_{o,i,t+1} = theta-hat_{o,i,t} if s_t(i) = o and E(s_t) >
+max over P_{o,i,t-1} of E, else theta_{o,i,t}. The cache and the best scores are part of the
+scorer's state (checkpointed; a resumed run continues from the same cache).
+
+Admissibility (``SearchContext.admissible``): a function of the genotype returning None
+(admissible) or why the child is refused (TPSR: over the Mult-Adds limit). The multi-trial
+loop draws again, before any training, until a child is admissible; each refused draw is a
+history record of kind "rejected" and counted in its iteration's ``rejected``, and more than
+``SearchContext.max_rejections`` refusals in a row are an error naming that limit. Refused
+draws advance the policy's RNG like any draw, and that RNG is checkpointed, so a resumed run
+refuses and draws exactly as the uninterrupted one.
 
 Validation PSNR (:func:`validation_psnr`) follows the evaluation protocol of
 :mod:`srnas.metrics`: quantized output, Y channel, ``scale`` pixels shaved, mean over the
@@ -54,18 +77,19 @@ from srnas.errors import SrnasError
 from srnas.genotype import Genotype
 from srnas.registry import Registry
 from srnas.search.hooks import hook_fingerprints, hook_metrics, hook_states, load_hook_states
-from srnas.train import ProgressBar, check_betas, check_float, check_int, seed_everything
+from srnas.train import ProgressBar, check_betas, check_choice, check_float, check_int, seed_everything
 
-__all__ = ["STRATEGIES", "SCORERS", "ChildScore", "Differentiable", "MultiTrial", "Policy",
-           "ProxyTraining", "Scorer", "SearchContext", "SharedWeights", "Strategy",
+__all__ = ["STRATEGIES", "SCORERS", "CachedProxy", "ChildScore", "Differentiable", "MultiTrial",
+           "Policy", "ProxyTraining", "Scorer", "SearchContext", "SharedWeights", "Strategy",
            "StrategyResult", "child_seed", "make_scorer", "options", "register_strategy",
-           "validation_psnr"]
+           "validation_psnr", "weight_group_names"]
 
 BatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LogFn = Callable[[dict, int], None]
 
 PSNR_CAP = 100.0
+BEST_BY = ("reward", "psnr")
 
 
 @dataclass(frozen=True)
@@ -94,6 +118,16 @@ class SearchContext:
     when children are trained on their own); their state is checkpointed.
     ``select_images``: the (lr, hr) pairs that score the children a derivation by sampling
     draws (``select`` of :class:`MultiTrial`); empty: the validation data above.
+    ``admissible(genotype)``: None when the child may be trained, else why not (a short
+    text); None (the field): every child is admissible. ``max_rejections``: refused draws in
+    a row before the search stops with an error (see the module docstring).
+    ``best_by``: what picks a multi-trial search's best child (and a derivation sample):
+    "reward" (default) or "psnr", the score itself (TPSR's Eq. 2, s* = argmax E(s), when the
+    reward is a running normalisation of E that ranks children of different times
+    differently).
+    A ``reward`` or ``admissible`` object with ``fingerprint_data()`` has it recorded in the
+    checkpoint fingerprint; a ``reward`` with ``state_dict()`` / ``load_state_dict()`` (a
+    running normalisation) has its state checkpointed.
     """
 
     space: str
@@ -110,6 +144,9 @@ class SearchContext:
     reward: Callable[[ChildScore, Genotype], float] | None = None
     hooks: Sequence[Any] = ()
     select_images: Sequence[tuple[Any, Any]] = ()
+    admissible: Callable[[Genotype], str | None] | None = None
+    max_rejections: int = 1000
+    best_by: str = "reward"
 
     def reward_of(self, score: ChildScore, genotype: Genotype) -> float:
         r = score.psnr if self.reward is None else self.reward(score, genotype)
@@ -118,12 +155,40 @@ class SearchContext:
             raise SrnasError(f"reward of a child is {r} (score {score}); rewards must be finite")
         return r
 
+    def __post_init__(self) -> None:
+        check_int("search.max_rejections", self.max_rejections, 1)
+        check_choice("search.best_by", self.best_by, BEST_BY)
+
+    def rejection(self, genotype: Genotype) -> str | None:
+        """Why ``genotype`` may not be trained (None: it may)."""
+        if self.admissible is None:
+            return None
+        why = self.admissible(genotype)
+        if why is not None and (not isinstance(why, str) or not why):
+            raise SrnasError(f"admissibility check: expected None or a non-empty reason, got {why!r}")
+        return why
+
     def fingerprint_data(self) -> dict:
-        """The JSON data of this context that shapes a run (for checkpoint fingerprints)."""
-        return {"space": self.space, "scale": self.scale, "seed": self.seed,
+        """The JSON data of this context that shapes a run (for checkpoint fingerprints).
+        The admissibility check and the reward appear only when set and fingerprintable, so
+        the fingerprints of runs without them are what they always were."""
+        data = {"space": self.space, "scale": self.scale, "seed": self.seed,
                 "decisions": [[d.name, list(d.choices)] for d in self.decisions.decisions()],
                 "network_kwargs": self.network_kwargs, "supernet_kwargs": self.supernet_kwargs,
                 "hooks": hook_fingerprints(self.hooks)}
+        if self.best_by != "reward":
+            data["best_by"] = self.best_by
+        if self.admissible is not None:
+            data["admissible"] = _fingerprint_of(self.admissible)
+            data["max_rejections"] = self.max_rejections
+        if callable(getattr(self.reward, "fingerprint_data", None)):
+            data["reward"] = self.reward.fingerprint_data()
+        return data
+
+
+def _fingerprint_of(obj: Any) -> Any:
+    data = getattr(obj, "fingerprint_data", None)
+    return data() if callable(data) else getattr(obj, "__qualname__", type(obj).__qualname__)
 
 
 @dataclass
@@ -131,7 +196,8 @@ class StrategyResult:
     """``genotype``: the chosen child; ``score``: its validation PSNR (None when the
     strategy could not score it); ``history``: deterministic records (no times);
     ``evaluations``: children scored (all calls, resumed ones included); ``seconds``: this
-    call's wall time."""
+    call's wall time. ``scorer``: a multi-trial search's final scorer (e.g. for the weight
+    cache's :meth:`CachedProxy.cached_state`), None otherwise; not compared."""
 
     genotype: Genotype
     score: float | None
@@ -139,6 +205,7 @@ class StrategyResult:
     evaluations: int
     seconds: float
     extras: dict[str, Any] = field(default_factory=dict)
+    scorer: Any = field(default=None, compare=False, repr=False)
 
 
 class Strategy(ABC):
@@ -296,9 +363,10 @@ def _check_optim(where: str, lr: float, betas, weight_decay: float) -> tuple[flo
 class ProxyTraining(Scorer):
     """Short training of each child on its own (TPSR's proxy; ``steps`` Adam steps).
 
-    Hook for TPSR's weight cache keyed by (node, op): override :meth:`initialize` (before
-    training; e.g. load cached weights) and :meth:`finished` (after; e.g. store them). Not
-    implemented here: with the defaults every child starts from its seeded initialisation.
+    Hooks for a weight cache (:class:`CachedProxy`): :meth:`initialize` runs after the
+    child's seeded initialisation and before the training, :meth:`finished` after the
+    validation PSNR, with the child's score; each may return numbers for the child's
+    history record. Here both do nothing: every child starts from its seeded initialisation.
     """
 
     steps: int = 100
@@ -311,19 +379,26 @@ class ProxyTraining(Scorer):
         check_int("scorer.steps", self.steps, 0)
         self.betas = _check_optim("scorer", self.lr, self.betas, self.weight_decay)
 
-    def initialize(self, net: nn.Module, genotype: Genotype, ctx: SearchContext) -> None:
+    def initialize(self, net: nn.Module, genotype: Genotype, ctx: SearchContext) -> Mapping[str, float]:
         """Weight-cache hook, called before the proxy training (no-op)."""
+        return {}
 
-    def finished(self, net: nn.Module, genotype: Genotype, ctx: SearchContext) -> None:
-        """Weight-cache hook, called after the proxy training (no-op)."""
+    def finished(self, net: nn.Module, genotype: Genotype, ctx: SearchContext,
+                 score: ChildScore) -> Mapping[str, float]:
+        """Weight-cache hook, called after the child was scored (no-op)."""
+        return {}
 
-    def score(self, ctx: SearchContext, genotype: Genotype) -> ChildScore:
-        device = torch.device(ctx.device)
+    def build(self, ctx: SearchContext, genotype: Genotype) -> nn.Module:
+        """The child network with its seeded initialisation (seed: run seed, genotype hash)."""
         # fork_rng: the child's initialisation must not move the strategy's RNG streams
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(child_seed(ctx.seed, genotype.short_hash))
-            net = _spaces().get(ctx.space).network(genotype, ctx.scale, **ctx.network_kwargs)
-        self.initialize(net, genotype, ctx)
+            return _spaces().get(ctx.space).network(genotype, ctx.scale, **ctx.network_kwargs)
+
+    def score(self, ctx: SearchContext, genotype: Genotype) -> ChildScore:
+        device = torch.device(ctx.device)
+        net = self.build(ctx, genotype)
+        extra = dict(self.initialize(net, genotype, ctx))
         net.to(device).train()
         opt = _adam(net.parameters(), self.lr, self.betas, self.weight_decay)
         loss = torch.zeros(())
@@ -333,9 +408,105 @@ class ProxyTraining(Scorer):
             loss = ctx.loss_fn(net(lr_img.to(device)).float(), hr_img.to(device))
             loss.backward()
             opt.step()
-        self.finished(net, genotype, ctx)
-        return ChildScore(validation_psnr(net, ctx), _count_params(net),
-                          {"loss_train": float(loss.detach())})
+        score = ChildScore(validation_psnr(net, ctx), _count_params(net), {"loss_train": float(loss.detach())})
+        extra.update(self.finished(net, genotype, ctx, score))
+        return dataclasses.replace(score, extra={**score.extra, **extra})
+
+
+def weight_group_names(net: nn.Module, where: str = "network") -> dict[str, list[str]]:
+    """{group key: state_dict names} of ``net`` from its ``weight_groups()`` hook
+    ({name prefix: group key}); a name under several prefixes belongs to the longest one,
+    a name under none to no group. SrnasError when the network has no hook, a prefix
+    matches nothing, or the hook returns something else than strings."""
+    hook = getattr(net, "weight_groups", None)
+    if not callable(hook):
+        raise SrnasError(f"{where} ({type(net).__name__}) has no weight_groups() hook: the "
+                         f"cached_proxy scorer needs it to know which weights to cache")
+    prefixes = hook()
+    if not isinstance(prefixes, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v for k, v in prefixes.items()):
+        raise SrnasError(f"{where}: weight_groups() must return {{name prefix: group key}} "
+                         f"(non-empty strings), got {prefixes!r}")
+    ordered = sorted(prefixes, key=len, reverse=True)
+    groups: dict[str, list[str]] = {}
+    used: set[str] = set()
+    for name in net.state_dict():
+        for prefix in ordered:
+            if name.startswith(prefix):
+                groups.setdefault(prefixes[prefix], []).append(name)
+                used.add(prefix)
+                break
+    unused = [p for p in prefixes if p not in used]
+    if unused:
+        raise SrnasError(f"{where}: weight_groups() prefix {unused[0]!r} matches no weight")
+    return groups
+
+
+@dataclass
+class CachedProxy(ProxyTraining):
+    """Proxy training with a weight cache per weight group (TPSR's Eq. 5; see the module
+    docstring). The network of the space must have ``weight_groups()``.
+
+    History numbers per child: ``cache_loaded`` (groups initialised from the cache) and
+    ``cache_stored`` (groups whose cache entry this child replaced). The cache holds CPU
+    copies; it and the per-group best scores are the scorer's state_dict."""
+
+    kind = "cached_proxy"
+
+    def setup(self, ctx: SearchContext) -> None:
+        super().setup(ctx)
+        builder = _spaces().get(ctx.space).network
+        if not callable(getattr(builder, "weight_groups", None)):
+            raise SrnasError(f"scorer.kind: cached_proxy needs the search space's network to say "
+                             f"which weights form which group (a weight_groups() method); the "
+                             f"{ctx.space!r} network has none; use the proxy scorer")
+        self.cache: dict[str, dict[str, torch.Tensor]] = {}
+        self.best: dict[str, float] = {}
+
+    def initialize(self, net: nn.Module, genotype: Genotype, ctx: SearchContext) -> Mapping[str, float]:
+        groups = weight_group_names(net, f"{ctx.space} network of {genotype}")
+        own = net.state_dict()
+        merged, loaded = dict(own), 0
+        for key, names in groups.items():
+            cached = self.cache.get(key)
+            if cached is None:
+                continue
+            if set(cached) != set(names) or any(cached[n].shape != own[n].shape for n in names):
+                raise SrnasError(f"weight group {key!r}: the cache holds {sorted(cached)} with other "
+                                 f"names or shapes than the child {genotype} ({sorted(names)}); a "
+                                 f"group key must name the same weights in every child")
+            merged.update(cached)
+            loaded += 1
+        net.load_state_dict(merged, strict=True)
+        return {"cache_loaded": loaded}
+
+    def finished(self, net: nn.Module, genotype: Genotype, ctx: SearchContext,
+                 score: ChildScore) -> Mapping[str, float]:
+        state = net.state_dict()
+        stored = 0
+        for key, names in weight_group_names(net, f"{ctx.space} network of {genotype}").items():
+            # Eq. 5: strictly better than every earlier child with this group (none: store)
+            if key not in self.best or score.psnr > self.best[key]:
+                self.cache[key] = {n: state[n].detach().to("cpu", copy=True) for n in names}
+                self.best[key] = float(score.psnr)
+                stored += 1
+        return {"cache_stored": stored}
+
+    def cached_state(self, ctx: SearchContext, genotype: Genotype) -> dict[str, torch.Tensor]:
+        """The cached tensors a child of ``genotype`` would start from (its groups that the
+        cache holds): TPSR initialises the final training from them (Algorithm 1, line 26)."""
+        net = self.build(ctx, genotype)
+        out: dict[str, torch.Tensor] = {}
+        for key in weight_group_names(net, f"{ctx.space} network of {genotype}"):
+            out.update({n: t.clone() for n, t in self.cache.get(key, {}).items()})
+        return out
+
+    def state_dict(self) -> dict:
+        return {"cache": self.cache, "best": self.best}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.cache = {k: dict(v) for k, v in state["cache"].items()}
+        self.best = {k: float(v) for k, v in state["best"].items()}
 
 
 @dataclass
@@ -431,11 +602,13 @@ class SharedWeights(Scorer):
         self._children = int(state["children"])
 
 
-SCORERS: dict[str, type[Scorer]] = {"proxy": ProxyTraining, "shared": SharedWeights}
+SCORERS: dict[str, type[Scorer]] = {"proxy": ProxyTraining, "cached_proxy": CachedProxy,
+                                    "shared": SharedWeights}
 
 
 def make_scorer(spec: Mapping[str, Any] | str) -> Scorer:
-    """``{"kind": "proxy" | "shared", **options}`` (or just the kind) -> a scorer."""
+    """``{"kind": "proxy" | "cached_proxy" | "shared", **options}`` (or just the kind) -> a
+    scorer."""
     spec = {"kind": spec} if isinstance(spec, str) else dict(spec)
     kind = spec.pop("kind", None)
     if kind not in SCORERS:
@@ -475,9 +648,11 @@ class MultiTrial(Strategy):
     ``scorer`` (see :func:`make_scorer`), ``select`` plus the subclass's ``defaults``.
 
     One iteration: hooks, ``scorer.train`` for the iteration's children, then per child
-    sample -> genotype -> score -> reward -> history; ``policy.update`` on the iteration's
-    (assignment, reward) pairs; checkpoint (step = iterations done); ``log``. The best child
-    is the one with the highest reward (ties: the earlier one).
+    sample -> genotype -> (refused: draw again) -> score -> reward -> history;
+    ``policy.update`` on the iteration's (assignment, reward) pairs; checkpoint (step =
+    iterations done); ``log``. The best child is the one with the highest reward, or PSNR
+    with ``ctx.best_by = "psnr"`` (ties: the earlier one). With an admissibility check the
+    iteration's record counts its refused draws (``rejected``), each one a "rejected" record.
 
     ``select`` > 0 derives by sampling (ENAS, HNAS: "samples 10 architectures and keeps the
     best"): after the search, that many children are drawn from the final policy and scored
@@ -497,6 +672,28 @@ class MultiTrial(Strategy):
         """Children scored per policy update."""
         return 1
 
+    @staticmethod
+    def _draw(ctx: SearchContext, policy: Policy, history: list[dict], where: dict[str, Any],
+              counter: list[int]) -> tuple[dict[str, Any], Genotype]:
+        """An admissible (assignment, genotype) from ``policy``; refused draws are recorded
+        in ``history`` (with the ``where`` fields) and counted in ``counter[0]``."""
+        for _ in range(ctx.max_rejections + 1):
+            assignment = policy.sample()
+            genotype = ctx.decisions.genotype(assignment)
+            why = ctx.rejection(genotype)
+            if why is None:
+                return assignment, genotype
+            counter[0] += 1
+            history.append({"kind": "rejected", **where, "genotype": str(genotype),
+                            "hash": genotype.short_hash, "reason": why})
+        raise SrnasError(f"{ctx.max_rejections + 1} children in a row were refused by the admissibility "
+                         f"check (SearchContext.max_rejections = {ctx.max_rejections}; the last: {why}); "
+                         f"loosen the constraint or raise the limit")
+
+    @staticmethod
+    def _better(ctx: SearchContext, new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+        return old is None or new[ctx.best_by] > old[ctx.best_by]
+
     def run(self, ctx: SearchContext, config: Mapping[str, Any],
             checkpointer: Checkpointer | None, *, log: LogFn | None = None,
             progress: bool = True) -> StrategyResult:
@@ -508,6 +705,7 @@ class MultiTrial(Strategy):
         opts["scorer"] = scorer.config()
         children, per = opts["children"], self.per_iteration(opts)
         iterations = -(-children // per)
+        reward_state = callable(getattr(ctx.reward, "state_dict", None))
 
         seed_everything(ctx.seed)
         scorer.setup(ctx)
@@ -523,17 +721,22 @@ class MultiTrial(Strategy):
             policy.load_state_dict(state["policy"])
             scorer.load_state_dict(state["scorer"])
             load_hook_states(ctx.hooks, state["hooks"], f"{self.name} checkpoint")
+            if reward_state:
+                ctx.reward.load_state_dict(state["reward"])
             history, best = list(state["history"]), state["best"]
             start, done_children = int(state["step"]), int(state["children"])
             set_rng_state(state["rng"])
-
-        def sample_genotype() -> Genotype:
-            return ctx.decisions.genotype(policy.sample())
 
         bar = ProgressBar(children, done_children, self.name, progress)
         t0 = time.perf_counter()
         try:
             for it in range(start, iterations):
+                rejected = [0]
+                where = {"iteration": it + 1}
+
+                def sample_genotype(where=where, rejected=rejected) -> Genotype:
+                    return self._draw(ctx, policy, history, where, rejected)[1]
+
                 for hook in ctx.hooks:
                     hook.on_step(it, scorer.supernet)
                 n = min(per, children - done_children)
@@ -541,8 +744,7 @@ class MultiTrial(Strategy):
                                           **scorer.train(ctx, sample_genotype, n)}
                 batch = []
                 for _ in range(n):
-                    assignment = policy.sample()
-                    genotype = ctx.decisions.genotype(assignment)
+                    assignment, genotype = self._draw(ctx, policy, history, where, rejected)
                     score = scorer.score(ctx, genotype)
                     reward = ctx.reward_of(score, genotype)
                     done_children += 1
@@ -551,22 +753,26 @@ class MultiTrial(Strategy):
                                     "genotype": str(genotype), "hash": genotype.short_hash,
                                     "psnr": score.psnr, "params": score.params, "reward": reward,
                                     **{k: float(v) for k, v in score.extra.items()}})
-                    if best is None or reward > best["reward"]:
-                        best = {"genotype": genotype.to_dict(), "psnr": score.psnr,
-                                "reward": reward, "child": done_children}
+                    candidate = {"genotype": genotype.to_dict(), "psnr": score.psnr,
+                                 "reward": reward, "child": done_children}
+                    if self._better(ctx, candidate, best):
+                        best = candidate
                     bar.update()
                 record.update(policy.update(batch))
                 record.update(hook_metrics(ctx.hooks))
                 record["best_reward"] = best["reward"]
+                if ctx.admissible is not None:
+                    record["rejected"] = rejected[0]
                 history.append(record)
                 if checkpointer is not None:
                     checkpointer.save(it + 1, {
                         "policy": policy.state_dict(), "scorer": scorer.state_dict(),
                         "hooks": hook_states(ctx.hooks),
+                        **({"reward": ctx.reward.state_dict()} if reward_state else {}),
                         "history": history, "best": best, "children": done_children,
                         "rng": rng_state()})
                 if log is not None:
-                    last = history[-2]
+                    last = next(r for r in reversed(history) if r["kind"] == "child")
                     log({"reward": last["reward"], "psnr": last["psnr"],
                          **{k: v for k, v in record.items() if k not in ("kind", "iteration")}},
                         done_children)
@@ -576,6 +782,11 @@ class MultiTrial(Strategy):
             raise SrnasError(f"{self.name}: no child was scored")
         extras = {"best_child": best["child"], "best_reward": best["reward"],
                   "scorer": scorer.kind, "weight_steps": scorer.weight_steps_done}
+        if ctx.admissible is not None:
+            extras["rejected"] = sum(1 for r in history if r["kind"] == "rejected")
+        if ctx.best_by != "reward":
+            extras["best_by"] = ctx.best_by
+            extras["best_psnr"] = best["psnr"]
         chosen = best
         if opts["select"]:
             chosen = self._select(ctx, policy, scorer, opts["select"], history)
@@ -583,25 +794,27 @@ class MultiTrial(Strategy):
         return StrategyResult(
             genotype=Genotype.from_dict(chosen["genotype"], f"{self.name} chosen child"),
             score=chosen["psnr"], history=history, evaluations=done_children,
-            seconds=time.perf_counter() - t0, extras=extras)
+            seconds=time.perf_counter() - t0, extras=extras, scorer=scorer)
 
-    @staticmethod
-    def _select(ctx: SearchContext, policy: Policy, scorer: Scorer, n: int,
+    @classmethod
+    def _select(cls, ctx: SearchContext, policy: Policy, scorer: Scorer, n: int,
                 history: list[dict]) -> dict[str, Any]:
-        """Sample ``n`` children from the final policy, score them, keep the best by reward."""
+        """Sample ``n`` admissible children from the final policy, score them, keep the best
+        (by ``ctx.best_by``)."""
         if len(ctx.select_images):
             ctx = dataclasses.replace(ctx, val_images=ctx.select_images)
         chosen = None
         for k in range(n):
-            genotype = ctx.decisions.genotype(policy.sample())
+            _, genotype = cls._draw(ctx, policy, history, {"sample": k + 1}, [0])
             score = scorer.score(ctx, genotype)
             reward = ctx.reward_of(score, genotype)
             history.append({"kind": "select", "sample": k + 1, "genotype": str(genotype),
                             "hash": genotype.short_hash, "psnr": score.psnr, "params": score.params,
                             "reward": reward, **{key: float(v) for key, v in score.extra.items()}})
-            if chosen is None or reward > chosen["reward"]:
-                chosen = {"genotype": genotype.to_dict(), "psnr": score.psnr, "reward": reward,
-                          "sample": k + 1}
+            candidate = {"genotype": genotype.to_dict(), "psnr": score.psnr, "reward": reward,
+                         "sample": k + 1}
+            if cls._better(ctx, candidate, chosen):
+                chosen = candidate
         return chosen
 
 

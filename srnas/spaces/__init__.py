@@ -16,7 +16,7 @@ import torch.nn as nn
 from srnas.errors import SrnasError
 from srnas.genotype import Genotype
 from srnas.registry import Registry
-from srnas.spaces import dlsr, hinas, hnas, tpsr, trilevelnas
+from srnas.spaces import dlsr, hinas, hnas, tpsr, trilevelnas, trilevelnas_supernet
 from srnas.spaces.base import SearchSpace, SpaceBuilders
 
 SPACES: Registry[SpaceBuilders] = Registry("search space")
@@ -56,7 +56,9 @@ SPACES.register("hnas")(SpaceBuilders(
 SPACES.register("tpsr")(SpaceBuilders(
     network=tpsr.TPSRNet,
     supernet=None,
-    pending="the controller search with the per-(node, op) weight cache of Eq. 5 (issue 11)",
+    pending="TPSR trains every child on its own, from the per-(node, op) weight cache of Eq. 5 (reinforce "
+            "or random with the cached_proxy scorer); the differentiable strategy and the shared scorer need "
+            "a supernet",
     paper="tpsr",
     convention="hr720p",
     description="TPSR (Lee et al.): fixed head, one cell of 10 nodes each (op, input) over 16 ops "
@@ -66,8 +68,7 @@ SPACES.register("tpsr")(SpaceBuilders(
 
 SPACES.register("trilevelnas")(SpaceBuilders(
     network=trilevelnas.TrilevelNet,
-    supernet=None,
-    pending="the tree supernet with sparsestmax path and op weights and Gumbel widths (issue 12)",
+    supernet=trilevelnas_supernet.TrilevelSupernet,
     paper="trilevelnas",
     convention="lr256",
     description="TrilevelNAS (Wu et al.): a tree path of RiR blocks (5 ops each over conv 1x1/3x3, ResBlock, "
@@ -87,8 +88,8 @@ def searchable() -> list[str]:
 def build_supernet(space: str, scale: int, **kwargs) -> SearchSpace:
     builders = SPACES.get(space)
     if not builders.searchable:
-        raise SrnasError(f"search space {space!r} cannot be searched yet: srnas has its networks but not "
-                         f"{builders.pending}; searchable spaces: {', '.join(searchable())}")
+        raise SrnasError(f"search space {space!r} has no supernet: {builders.pending}; spaces with "
+                         f"one: {', '.join(searchable())}")
     return builders.supernet(scale, **kwargs)
 
 

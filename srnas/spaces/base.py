@@ -152,7 +152,7 @@ class SpaceBuilders:
     paper: str
     convention: str
     description: str = ""
-    pending: str = ""    # with supernet None: what the search still lacks (shown in errors)
+    pending: str = ""    # with supernet None: why there is none and what searches the space instead (shown in errors)
 
     @property
     def searchable(self) -> bool:

@@ -46,9 +46,9 @@ papers (FACTS.md §6 gives no released definition), each a plain choice named he
 
 ``TPSR_OPS`` is an :class:`srnas.ops.OpFamily` of these, in the format's ``OPS`` order; it
 is not registered in ``srnas.ops.OPS`` (that registry is filled by ``srnas.ops`` itself).
-No supernet yet: the paper's weight sharing (Eq. 5) is a per-(node, op) cache of child
-weights, which a later strategy builds on :class:`TPSRNet`; ``TPSRNet.node_modules()`` gives
-the (node, op) -> module pairs it needs.
+No supernet: the paper's weight sharing (Eq. 5) is a per-(node, op) cache of child weights,
+the ``cached_proxy`` scorer of :mod:`srnas.search.strategy`, which reads the groups from
+``TPSRNet.weight_groups()``; every child is trained on its own.
 """
 
 from __future__ import annotations
@@ -229,6 +229,25 @@ class TPSRNet(nn.Module):
     def node_modules(self) -> list[tuple[int, str, nn.Module]]:
         """(node, op name, its op module) per node: the keys of TPSR's weight cache (Eq. 5)."""
         return [(m, op, node.op) for m, ((_, op), node) in enumerate(zip(self.genotype.payload["nodes"], self.nodes))]
+
+    def weight_groups(self) -> dict[str, str]:
+        """{state_dict name prefix: group key} of TPSR's weight cache (Eq. 5; the
+        ``cached_proxy`` scorer of :mod:`srnas.search.strategy`).
+
+        Node m with op o is the group ``n<m>:<o>``: its op and the PReLU after it (Figure 2:
+        "each operation is followed by a PReLU"; the slope is trained with that op at that
+        node, and is the same tensor whatever the node's input). The fixed parts (head, the
+        PReLU after the leaf sum, upsampler) are one group, ``fixed``, that every child has.
+        The paper does not say what happens to them; srnas applies Eq. 5's rule to them as
+        to a node whose op never changes: they are replaced only by a child that beats every
+        earlier child, so each child starts from the best child's head and upsampler. That
+        keeps the cached node weights beside the fixed weights they were trained with (a
+        fresh head would feed them inputs they never saw), and follows Algorithm 1 line 16
+        ("initialize its weights with the cached ones"), which names no exception. The
+        upsampler's shapes depend on the scale, so a cache serves one search scale."""
+        groups = {f"nodes.{m}.": f"n{m}:{op}" for m, (_, op) in enumerate(self.genotype.payload["nodes"])}
+        groups.update({"head.": "fixed", "out_act.": "fixed", "upsampler.": "fixed"})
+        return groups
 
 
 def build_published(scale: int = 4, n: int = WIDTH) -> TPSRNet:

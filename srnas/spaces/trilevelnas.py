@@ -2,8 +2,9 @@
 
 Wu et al., "Trilevel Neural Architecture Search for Efficient Single Image Super-Resolution"
 (TrilevelNAS; papers/002_1aa51cbec79c1574.txt, sections 3.1-3.2, 5, appendix C); facts in
-FACTS.md §4. Genotype format: :mod:`srnas.formats.trilevelnas`. The tree supernet is not
-here yet; this module has what it is built from (ops, superkernels) and what it derives.
+FACTS.md §4. Genotype format: :mod:`srnas.formats.trilevelnas`. The tree supernet is
+:mod:`srnas.spaces.trilevelnas_supernet`; this module has what it is built from (ops,
+superkernels) and what it derives.
 
 Ops (section 3.2, FACTS.md §4), ``c_in -> c_out``, no bias and no BN inside cells:
 
@@ -34,6 +35,10 @@ nodes in order: a RiR block per 0, a '1' layer per 1, then the tail. No global r
 - Choices the paper leaves open, none of which changes a count: the activation after a
   B '1' conv (``layer_act``: "lrelu" = LeakyReLU(0.2), like the A '1' layer it replaces,
   default; "none"); whether A has a global residual (no, as B).
+- ``width`` (alias ``nf``, default 64 = the paper's): a narrower network for tests and quick
+  runs. Every channel count scales by width / 64 (:func:`channels`): the genotype's widths
+  {24, ..., 64} are 3/8 ... 1 of 64, so a multiple of 8 keeps them integers (width 8: 3, 4,
+  5, 7, 8). The genotype keeps the paper's widths.
 
 Superkernels (section 3.2 "superkernel", AGD; FACTS.md §4): :class:`SuperConv2d` holds the
 full-width kernel and runs its top-left sub-kernel [:c_out, :c_in]; :class:`SuperOp` is an
@@ -45,7 +50,10 @@ DwsBlock to 256 channels and always projects): the DwsBlock expands to 4 c_in (t
 :class:`GumbelWidth` samples the width with a hard straight-through Gumbel-softmax over the
 5 widths (forward: one-hot; backward: the soft sample's gradient); the op output is
 multiplied by the chosen entry of the sample (1 in the forward pass), so the width logits
-get a gradient (AGD). :class:`SuperKernel` is one op with its own width logits.
+get a gradient (AGD); :func:`hard_gumbel` is that sample for a tensor of logits (the
+supernet samples all its slots at once). :class:`SuperKernel` is one op with its own width
+logits. ``SuperOp.sub_kernels(c_in, c_out)`` names the derived op's weights as views of the
+superkernels (weight sharing: the supernet's ``child_state_dict``).
 """
 
 from __future__ import annotations
@@ -123,6 +131,22 @@ class DwsBlock(nn.Module):
         return F.relu(self.reduce(F.relu(self.depthwise(F.relu(self.expand(x))))) + skip)
 
 
+def channels(width: int, C: int) -> int:
+    """A genotype width (of 64) in a network of width ``C``: width * C / 64 (exact when C is
+    a multiple of 8, see :func:`check_width`)."""
+    return width * C // FULL_WIDTH
+
+
+def check_width(C, nf=None) -> int:
+    """The network width (``nf`` is an alias): a positive multiple of 8, so that every
+    genotype width scales to an integer."""
+    C = C if nf is None else nf
+    if isinstance(C, bool) or not isinstance(C, int) or C < 8 or C % 8:
+        raise SrnasError(f"width: expected a positive multiple of 8 (the widths {WIDTHS} scale by width / "
+                         f"{FULL_WIDTH}), got {C!r}")
+    return C
+
+
 def _out(c_in: int, c_out: int | None) -> int:
     return c_in if c_out is None else c_out
 
@@ -136,11 +160,11 @@ if TRILEVELNAS.names != OPS:
 
 
 class RiRBlock(nn.Module):
-    """A derived RiR block: 5 ops chained from 64 channels, 0.2 * chain(x) + x."""
+    """A derived RiR block: 5 ops chained from 64 (``C``) channels, 0.2 * chain(x) + x."""
 
-    def __init__(self, block: Sequence[Sequence]):
+    def __init__(self, block: Sequence[Sequence], C: int = FULL_WIDTH):
         super().__init__()
-        self.ops = nn.Sequential(*(TRILEVELNAS.build(op, c_in, c_out)
+        self.ops = nn.Sequential(*(TRILEVELNAS.build(op, channels(c_in, C), channels(c_out, C))
                                    for (op, _), (c_in, c_out) in zip(block, block_widths(block))))
 
     def forward(self, x):
@@ -180,10 +204,13 @@ class TrilevelNet(nn.Module):
 
     ``hr_conv``: tail A with ESRGAN's HR conv (the variant whose MACs match Table 1's
     117.4 G). ``layer_act``: the activation after a B '1' conv ("lrelu" or "none").
+    ``width`` (alias ``nf``): the full width, 64 in the paper (see the module docstring).
     """
 
-    def __init__(self, genotype: Genotype, scale: int = 4, hr_conv: bool = False, layer_act: str = "lrelu"):
+    def __init__(self, genotype: Genotype, scale: int = 4, hr_conv: bool = False, layer_act: str = "lrelu",
+                 width: int = FULL_WIDTH, nf: int | None = None):
         super().__init__()
+        C = check_width(width, nf)
         if not isinstance(genotype, Genotype) or genotype.space != "trilevelnas":
             raise SrnasError(f"TrilevelNet needs a 'trilevelnas' genotype, got {genotype!r}")
         if layer_act not in LAYER_ACTS:
@@ -203,13 +230,13 @@ class TrilevelNet(nn.Module):
             if hr_conv:
                 raise SrnasError("hr_conv: only tail A has an HR conv (the genotype's tail is B)")
         self.genotype, self.scale, self.tail, self.hr_conv = genotype, scale, tail, bool(hr_conv)
-        C = FULL_WIDTH
+        self.width = C
         self.stem = nn.Conv2d(3, C, 3, padding=1)
         blocks = iter(payload["blocks"])
         nodes: list[nn.Module] = []
         for node in path:
             if node == RIR:
-                nodes.append(RiRBlock(next(blocks)))
+                nodes.append(RiRBlock(next(blocks), C))
             else:
                 nodes.append(UpLayer(C) if tail == "A" else ConvLayer(C, layer_act))
         self.body = nn.Sequential(*nodes)
@@ -295,23 +322,39 @@ class SuperOp(nn.Module):
         index = int(choice.argmax())
         return self.run(x, WIDTHS[index]) * choice[index]
 
-    def derived(self, c_in: int, c_out: int) -> nn.Module:
-        """The derived op ``c_in -> c_out`` holding this superkernel's sub-kernels."""
-        op = TRILEVELNAS.build(self.name, c_in, c_out)
+    def sub_kernels(self, c_in: int, c_out: int) -> dict[str, torch.Tensor]:
+        """The derived op ``c_in -> c_out``'s state dict, as views of the superkernels (what
+        :meth:`run` uses at these widths; the projection only when the widths differ)."""
         if self.name in ("conv1x1", "conv3x3"):
-            pairs = [(op.conv, self.conv, c_in, c_out)]
+            pairs = [("conv", self.conv, c_in, c_out)]
         elif self.name == "resblock":
-            pairs = [(op.conv1, self.conv1, c_in, c_out), (op.conv2, self.conv2, c_out, c_out)]
+            pairs = [("conv1", self.conv1, c_in, c_out), ("conv2", self.conv2, c_out, c_out)]
         else:
             mid = EXPANSION * c_in
-            pairs = [(op.expand, self.expand, c_in, mid), (op.depthwise, self.depthwise, mid, mid),
-                     (op.reduce, self.reduce, mid, c_out)]
-        if getattr(op, "proj", None) is not None:
-            pairs.append((op.proj, self.proj, c_in, c_out))
-        with torch.no_grad():
-            for conv, sup, i, o in pairs:
-                conv.weight.copy_(sup.sub_weight(i, o))
+            pairs = [("expand", self.expand, c_in, mid), ("depthwise", self.depthwise, mid, mid),
+                     ("reduce", self.reduce, mid, c_out)]
+        if c_in != c_out and self.name in ("resblock", "dwsblock"):
+            pairs.append(("proj", self.proj, c_in, c_out))
+        return {f"{name}.weight": sup.sub_weight(i, o) for name, sup, i, o in pairs}
+
+    def derived(self, c_in: int, c_out: int) -> nn.Module:
+        """The derived op ``c_in -> c_out`` holding (copies of) this superkernel's sub-kernels."""
+        op = TRILEVELNAS.build(self.name, c_in, c_out)
+        op.load_state_dict(self.sub_kernels(c_in, c_out))     # strict: the same names and shapes
         return op
+
+
+def hard_gumbel(logits: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Hard straight-through Gumbel-softmax over the last dimension of ``logits``: exactly
+    one-hot in the forward pass, the gradient of softmax((logits + g) / tau), g ~ Gumbel(0, 1),
+    in the backward pass."""
+    if not tau > 0:
+        raise SrnasError(f"gumbel-softmax temperature must be > 0, got {tau!r}")
+    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype)
+    u = u.to(logits.device).clamp(1e-10, 1 - 1e-10)
+    soft = F.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)
+    hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
+    return hard + (soft - soft.detach())          # forward: exactly ``hard``
 
 
 class GumbelWidth(nn.Module):
@@ -327,13 +370,7 @@ class GumbelWidth(nn.Module):
         self.logits = nn.Parameter(torch.zeros(len(self.widths)))
 
     def sample(self, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        if not tau > 0:
-            raise SrnasError(f"gumbel-softmax temperature must be > 0, got {tau!r}")
-        u = torch.rand(self.logits.shape, generator=generator, dtype=self.logits.dtype)
-        u = u.to(self.logits.device).clamp(1e-10, 1 - 1e-10)
-        soft = F.softmax((self.logits - torch.log(-torch.log(u))) / tau, dim=-1)
-        hard = F.one_hot(soft.argmax(), len(self.widths)).to(soft.dtype)
-        return hard + (soft - soft.detach())          # forward: exactly ``hard``
+        return hard_gumbel(self.logits, tau, generator)
 
     def derive(self) -> int:
         """The most likely width (ties to the narrower)."""
