@@ -42,6 +42,11 @@ HASH_CHARS = 10
 _ENVELOPE_KEYS = ("genotype", "schema_version", "search_space")
 
 
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (JSON and YAML integers; genotype fields check with it)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def field_error(where: str, field_name: str, message: str) -> SrnasError:
     """An error naming the source (file path or ``<string>``) and the offending field."""
     return SrnasError(f"{where}: {field_name}: {message}")

@@ -37,6 +37,9 @@ LIGHT = {
                        "assert d.genotype(d.assignment(g)) == g\n"
                        "h = decision_space('hinas', layers=2, nodes=3)\n"
                        "h.genotype(h.random_assignment(random.Random(0)))",
+    "srnas.formats.tpsr_disc": "from srnas.formats.tpsr_disc import TPSRDiscDecisions\n"
+                               "d = TPSRDiscDecisions(); g = d.genotype(d.from_indices([1] * 11))\n"
+                               "assert str(g) == 'tpsr_disc:' + ';'.join(['conv_3x3>conv_3x3'] * 5) + '|32', str(g)",
     "srnas.reports": "from srnas.zoo import load_all; load_all()\n"
                      "from srnas.reports import TABLES; assert 'table2' in TABLES and 'hinas/table9' in TABLES",
     "srnas.figures": "from srnas.figures import FIGURES, figure_specs; from srnas.params import load_params\n"

@@ -42,7 +42,7 @@ from typing import Any
 
 from srnas.decisions import DECISION_SPACES, Decision, DecisionGroup, DecisionSpace
 from srnas.errors import SrnasError
-from srnas.genotype import Genotype, GenotypeSpec, field_error, register_spec
+from srnas.genotype import Genotype, GenotypeSpec, field_error, is_int, register_spec
 
 # Canonical order = the released COMPACT_PRIMITIVES / COMPACT_PRIMITIVES_UPSAMPLING order,
 # i.e. the controller's op indices and the columns of the relaxed supernet's alphas.
@@ -51,10 +51,6 @@ UP_OPS = ("sub_pixel", "deconv", "bilinear", "nearest", "area")
 NODES = 4
 LAYERS = 12
 CELLS = {"normal": NORMAL_OPS, "upsampling": UP_OPS}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @register_spec("hnas")
@@ -66,9 +62,9 @@ class HNASGenotypeSpec(GenotypeSpec):
         for cell, ops in CELLS.items():
             self._validate_cell(payload[cell], ops, f"genotype.{cell}", where)
         layers, position = payload["layers"], payload["position"]
-        if not _is_int(layers) or layers < 1:
+        if not is_int(layers) or layers < 1:
             raise field_error(where, "genotype.layers", f"expected an integer >= 1, got {layers!r}")
-        if not _is_int(position) or not 0 <= position < layers:
+        if not is_int(position) or not 0 <= position < layers:
             raise field_error(where, "genotype.position",
                               f"expected the 0-based index of a layer, 0..{layers - 1}, got {position!r}")
 
@@ -85,7 +81,7 @@ class HNASGenotypeSpec(GenotypeSpec):
                 if not isinstance(edge, (list, tuple)) or len(edge) != 2:
                     raise field_error(where, ename, f"expected [source, op], got {edge!r}")
                 src, op = edge
-                if not _is_int(src) or not 0 <= src < 2 + i:
+                if not is_int(src) or not 0 <= src < 2 + i:
                     raise field_error(where, ename, f"node {i}: source {src!r} is not one of "
                                                     f"0..{1 + i} (cell l-2, cell l-1, earlier nodes)")
                 if op not in ops:
@@ -158,7 +154,7 @@ class HNASDecisions(DecisionSpace):
     PREFIXES = {"normal": "normal", "upsampling": "up"}
 
     def __init__(self, layers: int = LAYERS, **_other: Any):
-        if not _is_int(layers) or layers < 1:
+        if not is_int(layers) or layers < 1:
             raise SrnasError(f"hnas decisions: layers: expected an integer >= 1, got {layers!r}")
         self.layers = layers
         decisions = []

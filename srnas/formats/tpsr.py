@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from srnas.decisions import DECISION_SPACES, Decision, DecisionSpace
-from srnas.genotype import Genotype, GenotypeSpec, field_error, register_spec
+from srnas.genotype import Genotype, GenotypeSpec, field_error, is_int, register_spec
 
 NODES = 10
 # Canonical order = the paper's listing of Op (section 3.2): the controller's op indices.
@@ -47,10 +47,6 @@ OPS = (
     "invblock_3x3", "invblock_5x5", "invblock_7x7",
     "seblock", "cablock", "identity",
 )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @register_spec("tpsr")
@@ -68,7 +64,7 @@ class TPSRGenotypeSpec(GenotypeSpec):
             if not isinstance(node, (list, tuple)) or len(node) != 2:
                 raise field_error(where, name, f"expected [input, op], got {node!r}")
             src, op = node
-            if not _is_int(src) or not 0 <= src <= m:
+            if not is_int(src) or not 0 <= src <= m:
                 raise field_error(where, name, f"node {m}: input {src!r} is not one of 0..{m} "
                                                f"(0 = the cell input, j + 1 = node j < {m})")
             if op not in OPS:

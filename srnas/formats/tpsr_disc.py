@@ -48,7 +48,7 @@ from typing import Any
 from srnas.decisions import DECISION_SPACES, Decision, DecisionSpace
 from srnas.errors import SrnasError
 from srnas.formats.tpsr import OPS
-from srnas.genotype import Genotype, GenotypeSpec, field_error, register_spec
+from srnas.genotype import Genotype, GenotypeSpec, field_error, is_int, register_spec
 
 BLOCKS = 5
 # ROp (section 3.3): Op's conv_kxk (k = 1, 3, 5, 7) and gconv_kxk (k = 3, 5, 7), in Op's order,
@@ -56,10 +56,6 @@ BLOCKS = 5
 ROPS = OPS[:7]
 assert ROPS == ("conv_1x1", "conv_3x3", "conv_5x5", "conv_7x7", "gconv_3x3", "gconv_5x5", "gconv_7x7"), ROPS
 BOTTLENECKS = (0, 32, 64, 128, 256, 512, 1024)     # 0 = none; srnas's choice (module docstring)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @register_spec("tpsr_disc")
@@ -84,7 +80,7 @@ class TPSRDiscGenotypeSpec(GenotypeSpec):
                 raise field_error(where, f"{name}.rop", f"unknown reduction op {rop!r} (a stride-2 conv); "
                                                         f"known: {', '.join(ROPS)}")
         m = payload["bottleneck"]
-        if not _is_int(m) or m not in BOTTLENECKS:
+        if not is_int(m) or m not in BOTTLENECKS:
             raise field_error(where, "genotype.bottleneck", f"expected one of {', '.join(map(str, BOTTLENECKS))} "
                                                             f"(0 = no bottleneck), got {m!r}")
 
@@ -125,7 +121,7 @@ class TPSRDiscDecisions(DecisionSpace):
     space = "tpsr_disc"
 
     def __init__(self, bottleneck: int | None = None, **_other: Any):
-        if bottleneck is not None and (not _is_int(bottleneck) or bottleneck not in BOTTLENECKS):
+        if bottleneck is not None and (not is_int(bottleneck) or bottleneck not in BOTTLENECKS):
             raise SrnasError(f"tpsr_disc decisions: bottleneck must be one of "
                              f"{', '.join(map(str, BOTTLENECKS))} (0 = none) or None (searched), got {bottleneck!r}")
         decisions = []

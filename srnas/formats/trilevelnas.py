@@ -61,7 +61,7 @@ from typing import Any
 
 from srnas.decisions import DECISION_SPACES, Decision, DecisionSpace
 from srnas.errors import SrnasError
-from srnas.genotype import Genotype, GenotypeSpec, field_error, register_spec
+from srnas.genotype import Genotype, GenotypeSpec, field_error, is_int, register_spec
 
 # Section 3.2: (i) Conv 1x1, (ii) Residual Block, (iii) Conv 3x3, (iv) Depthwise Block.
 OPS = ("conv1x1", "resblock", "conv3x3", "dwsblock")
@@ -85,10 +85,6 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return out + divisor if out < 0.9 * value else out
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @register_spec("trilevelnas")
 class TrilevelNASGenotypeSpec(GenotypeSpec):
     KEYS = ("blocks", "path", "tail")
@@ -102,7 +98,7 @@ class TrilevelNASGenotypeSpec(GenotypeSpec):
             raise field_error(where, "genotype.path", f"expected a non-empty list of 0 (RiR) and 1 "
                                                       f"('1' layer), got {path!r}")
         for i, node in enumerate(path):
-            if not _is_int(node) or node not in (RIR, LAYER):
+            if not is_int(node) or node not in (RIR, LAYER):
                 raise field_error(where, f"genotype.path[{i}]", f"expected 0 (RiR block) or 1 ('1' layer), "
                                                                 f"got {node!r}")
         if path[0] != RIR:
@@ -130,7 +126,7 @@ class TrilevelNASGenotypeSpec(GenotypeSpec):
             op, width = pair
             if op not in OPS:
                 raise field_error(where, pname, f"unknown op {op!r}; known: {', '.join(OPS)}")
-            if not _is_int(width) or width not in WIDTHS:
+            if not is_int(width) or width not in WIDTHS:
                 raise field_error(where, pname, f"width {width!r} is not one of {', '.join(map(str, WIDTHS))}")
         if block[-1][1] != FULL_WIDTH:
             raise field_error(where, f"{name}[{OPS_PER_BLOCK - 1}]",
@@ -185,10 +181,10 @@ def block_widths(block: Sequence[Sequence[Any]]) -> list[tuple[int, int]]:
 
 def check_tree(blocks: Any, layers: Any, where: str = "trilevelnas") -> tuple[int, int]:
     """``blocks`` searchable RiR blocks after the stem (0..4) and ``layers`` '1' layers (0..2)."""
-    if not _is_int(blocks) or not 0 <= blocks <= MAX_BLOCKS - 1:
+    if not is_int(blocks) or not 0 <= blocks <= MAX_BLOCKS - 1:
         raise SrnasError(f"{where}: blocks (searchable RiR blocks after the stem): expected an integer "
                          f"0..{MAX_BLOCKS - 1}, got {blocks!r}")
-    if not _is_int(layers) or not 0 <= layers <= MAX_LAYERS:
+    if not is_int(layers) or not 0 <= layers <= MAX_LAYERS:
         raise SrnasError(f"{where}: layers ('1' layers): expected an integer 0..{MAX_LAYERS}, got {layers!r}")
     return blocks, layers
 
