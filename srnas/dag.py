@@ -28,6 +28,15 @@ PARAMS_FILE = "params.yaml"
 PLOT_X = "step"   # the x column of every curve file a stage declares as a DVC plot
 
 
+# Threads a stage that runs torch declares (search, retraining, evaluation, measurement):
+# one. The quick budget's networks are small, so two such stages side by side on two
+# cores do about 1.4x the work of one stage with two threads (benchmarks/bench_threads.py:
+# search x1.42, retraining x1.47 on this 2-core CPU), and `--cores N` runs N of them at
+# once. A rule that wants more: `snakemake --set-threads retrain_x=4` (the stage sets
+# torch's threads from its `--threads`).
+TORCH_THREADS = 1
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from srnas import catalog
-from srnas.dag import Stage
+from srnas.dag import TORCH_THREADS, Stage
 from srnas.errors import SrnasError
 from srnas.params import Field, Params
 from srnas.registry import Registry
@@ -420,7 +420,7 @@ class Recipe:
                  "--hr", HR, "--lr", LR, "--split", split, *self._input_args(ph.inputs, r.inputs),
                  "--checkpoints", self.checkpoint_dir(name), "--out", self.search_dir(run)),
                 (HR, LR, split, *inputs_of[name].values()), (self.search_dir(run),), self.search_keys(),
-                paper=p, out_dirs=(self.search_dir(run),), threads=2, runtime=60 * 24, gpu=1))
+                paper=p, out_dirs=(self.search_dir(run),), threads=TORCH_THREADS, runtime=60 * 24, gpu=1))
             derive = f"derive_{p}_{run}".replace("-", "_")
             inputs_of[derive] = {n: r.derive_inputs[n] for n in ph.derive_inputs}
             out.append(Stage(
@@ -435,7 +435,7 @@ class Recipe:
         p = self.name
         return [Stage(f"measure_{p}_{m.name}", "pipeline.measure",
                       ("--paper", p, "--measurement", m.name, "--out", self.measurement_file(m.name)),
-                      m.deps, (self.measurement_file(m.name),), m.keys, paper=p, threads=2,
+                      m.deps, (self.measurement_file(m.name),), m.keys, paper=p, threads=TORCH_THREADS,
                       gpu=m.gpu, runtime=m.runtime)
                 for m in self.measurements(params)]
 
@@ -467,14 +467,14 @@ class Recipe:
                 model = self.model_file(job.run, scale)
                 args += ["--checkpoints", self.checkpoint_dir(name), "--out", model]
                 out.append(Stage(name, "pipeline.retrain", tuple(args), tuple(deps), (model,),
-                                 self.retrain_keys(), paper=p, threads=2, runtime=60 * 24 * 3, gpu=1))
+                                 self.retrain_keys(), paper=p, threads=TORCH_THREADS, runtime=60 * 24 * 3, gpu=1))
                 out.append(Stage(
                     f"evaluate_{p}_{job.run}_x{scale}".replace("-", "_"), "pipeline.evaluate",
                     ("--model", "trained", "--weights", model, "--scale", str(scale),
                      "--benchmark-root", BENCH, "--lr-root", LR_BENCH, "--sets", "all", "--no-progress",
                      "--out", self.eval_file(job.run, scale)),
                     (BENCH, LR_BENCH, model), (self.eval_file(job.run, scale),),
-                    ("evaluate.grey", "device", "cuda"), paper=p, threads=2, runtime=60))
+                    ("evaluate.grey", "device", "cuda"), paper=p, threads=TORCH_THREADS, runtime=60))
                 # Counted from the trained model file: the network with exactly the
                 # construction settings (width, decoder, ...) the retraining used.
                 pinned = ("--convention", self.convention) if self.convention else ()

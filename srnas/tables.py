@@ -368,12 +368,12 @@ def render(table: PrintedTable, measured: Iterable[Measured], *, title: str | No
         for row in (r for r in table.rows if r.scale == scale):
             paper = _cells(where, table, row, sets, f"the paper's row {row.method!r} x{scale}")
             marks = {}
-            for header, note in row.misprints.items():
-                if header not in {h for _, h in columns}:
+            for col, note in row.misprints.items():
+                if col not in {h for _, h in columns}:
                     raise SrnasError(f"table {where}: misprint of {row.method!r} x{scale} names column "
-                                     f"{header!r}, which the table does not have")
-                misprints.append(f"{row.method} x{scale}, {header}: {note}")
-                marks[header] = f" (misprint m{len(misprints)})"
+                                     f"{col!r}, which the table does not have")
+                misprints.append(f"{row.method} x{scale}, {col}: {note}")
+                marks[col] = f" (misprint m{len(misprints)})"
             lines.append(_line(row.method, f"paper (Table {table.number})", columns, paper, marks))
             for i, m in enumerate(measured):
                 if m.method == row.method and m.scale == scale:

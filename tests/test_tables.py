@@ -92,6 +92,9 @@ def test_known_misprints_stay_as_printed_and_are_footnoted():
     assert "| 29.56/0.8403 (misprint m1) | 26.88/0.8403 |" in row
     assert "- m1: misprint in the paper, kept as printed: Bicubic x2, B100: SSIM printed 0.8403" in out
     assert out.count("(misprint m") == 1
+    # every scale's table keeps its header row after a misprinted cell (x3, x4 once lost it)
+    header = "| Method | Source | Params (K) | Multi-Adds (G) | Set5 | Set14 | B100 | Urban100 |"
+    assert out.count(header) == 3 and out.count("## x") == 3
     t12 = render(TABLE12, [], title="t")
     assert "27.29/0.0726 (misprint m" in t12 and t12.count("(misprint m") == 2
     with pytest.raises(SrnasError, match="not in the table"):

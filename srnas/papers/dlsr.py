@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from srnas.dag import Stage, stage_factory
+from srnas.dag import TORCH_THREADS, Stage, stage_factory
 from srnas.data.splits import validate_split
 from srnas.errors import SrnasError
 from srnas.genotype import packaged
@@ -356,7 +356,7 @@ def stages(params):
              "--benchmark-root", "data/benchmarks", "--lr-root", "data/lr_benchmarks", "--sets", "all",
              "--no-progress", "--out", released_eval_file(name)),
             ("data/benchmarks", "data/lr_benchmarks", folder), (released_eval_file(name),),
-            ("evaluate.grey", "device", "cuda"), paper=PAPER, threads=2, runtime=60))
+            ("evaluate.grey", "device", "cuda"), paper=PAPER, threads=TORCH_THREADS, runtime=60))
         if name not in params.get("dlsr.published"):
             out.append(Stage(
                 f"complexity_dlsr_published_{name.replace('-', '_')}_x2", "pipeline.complexity",

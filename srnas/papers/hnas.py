@@ -64,7 +64,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from srnas.dag import Stage, stage_factory
+from srnas.dag import TORCH_THREADS, Stage, stage_factory
 from srnas.data.splits import validate_split
 from srnas.errors import SrnasError
 from srnas.genotype import packaged
@@ -422,7 +422,7 @@ def stages(params):
                      "--lr-root", LR_BENCH, "--sets", "all", "--self-ensemble", "--no-progress", "--out", path),
                     (BENCH, LR_BENCH, model), (path,),
                     ("evaluate.grey", "device", "cuda", "hnas.options.self_ensemble"),
-                    paper=PAPER, threads=2, runtime=120))
+                    paper=PAPER, threads=TORCH_THREADS, runtime=120))
     return out
 
 

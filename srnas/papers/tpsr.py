@@ -98,7 +98,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from srnas.dag import Stage, stage_factory
+from srnas.dag import TORCH_THREADS, Stage, stage_factory
 from srnas.data.splits import validate_split
 from srnas.errors import SrnasError
 from srnas.genotype import packaged
@@ -508,7 +508,7 @@ def stages(params):
              "--scale", str(RELEASED_SCALE), "--benchmark-root", BENCH, "--lr-root", LR_BENCH, "--sets", "all",
              *lpips_args, "--no-progress", "--out", result),
             (BENCH, LR_BENCH, folder, *lpips_deps), (result,), ("evaluate.grey", "device", "cuda"),
-            paper=PAPER, threads=2, mem_mb=8000 if lpips_deps else 4000, runtime=120 if lpips_deps else 60))
+            paper=PAPER, threads=TORCH_THREADS, mem_mb=8000 if lpips_deps else 4000, runtime=120 if lpips_deps else 60))
     return out
 
 
