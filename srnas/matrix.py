@@ -49,10 +49,13 @@ STRATEGY_NAMES = ("differentiable", "random", "reinforce")
 ARCH_UPDATE = {"dlsr": "mixed_level", "hinas": "first_order", "hnas": "first_order"}
 VAL_CROP_HR = 96          # validation images are scored on a centred crop of this many HR pixels
 
+# Every network of the study learns the residual over a bicubic upsampling of its input:
+# HiNAS's framework has it; DLSR's and HNAS's networks take it as ``residual: true`` (their
+# papers have no image-level skip), so that short retrainings learn in every space alike.
 _SETTINGS = {
-    "dlsr": {"supernet": {"nf": 16}, "network": {"nf": 16}},
+    "dlsr": {"supernet": {"nf": 16}, "network": {"nf": 16, "residual": True}},
     "hinas": {"supernet": {"width": 8, "layers": 2, "nodes": 3}, "network": {"width": 8}},
-    "hnas": {"supernet": {"width": 8, "layers": 2}, "network": {"width": 8}},
+    "hnas": {"supernet": {"width": 8, "layers": 2}, "network": {"width": 8, "residual": True}},
 }
 
 
@@ -67,7 +70,7 @@ def _check_seeds(value) -> bool:
         for v in value.values())
 
 
-def _budget(children, proxy_steps, search_steps, warmup, batch, patch, ckpt, rsteps, rbatch, rpatch, rckpt):
+def _budget(children, proxy_steps, search_steps, warmup, batch, patch, ckpt, rsteps, rlr, rbatch, rpatch, rckpt):
     def pos(v):
         return Field(int, v, check=positive, check_text="must be > 0")
 
@@ -75,7 +78,9 @@ def _budget(children, proxy_steps, search_steps, warmup, batch, patch, ckpt, rst
         "search": {"children": pos(children), "proxy_steps": pos(proxy_steps), "search_steps": pos(search_steps),
                    "warmup_steps": Field(int, warmup, check=non_negative, check_text="must be >= 0"),
                    "batch_size": pos(batch), "patch_hr": pos(patch), "checkpoint_every": pos(ckpt)},
-        "retrain": {"steps": pos(rsteps), "batch_size": pos(rbatch), "patch_hr": pos(rpatch),
+        "retrain": {"steps": pos(rsteps),
+                    "lr": Field(float, rlr, check=positive, check_text="must be > 0"),
+                    "batch_size": pos(rbatch), "patch_hr": pos(rpatch),
                     "checkpoint_every": pos(rckpt)},
     }
 
@@ -98,8 +103,8 @@ SCHEMA = {
     "controller_lr": Field(float, 3.5e-4, check=positive, check_text="must be > 0"),
     "budgets": {
         # quick: minutes on a 2-core CPU for the whole matrix; paper: a GPU-day scale study.
-        "quick": _budget(6, 12, 36, 12, 4, 32, 12, 120, 8, 64, 60),
-        "paper": _budget(200, 2000, 20000, 2000, 16, 64, 1000, 200000, 16, 128, 5000),
+        "quick": _budget(6, 12, 36, 12, 4, 32, 12, 120, 4e-3, 8, 64, 60),
+        "paper": _budget(200, 2000, 20000, 2000, 16, 64, 1000, 200000, 1e-3, 16, 128, 5000),
     },
 }
 register_block(NAME, SCHEMA)
@@ -146,7 +151,7 @@ class MatrixRecipe(Recipe):
                 "matrix.budgets.quick.search", "matrix.budgets.paper.search")
 
     def retrain_keys(self):
-        return ("budget", "device", "cuda", "matrix.lr", "matrix.space_settings",
+        return ("budget", "device", "cuda", "matrix.space_settings",
                 "matrix.budgets.quick.retrain", "matrix.budgets.paper.retrain")
 
     def retrain_genotype(self, path):
@@ -238,7 +243,7 @@ class MatrixRecipe(Recipe):
         images = split_images(data, split, scale, "train")
         torch.manual_seed(seed)
         model = build_network(g, scale, **kwargs)
-        lr = params.get("matrix.lr")
+        lr = size["lr"]
         config = TrainConfig(steps=size["steps"], batch_size=size["batch_size"], patch_hr=size["patch_hr"],
                              scale=scale, seed=seed, lr=lr, schedule="cosine", step_every=0, lr_min=lr / 100,
                              checkpoint_every=size["checkpoint_every"], log_every=max(1, size["steps"] // 50),
@@ -249,6 +254,17 @@ class MatrixRecipe(Recipe):
                  context={"genotype": g.to_dict(), "kwargs": kwargs, "files": [f.name for f in images.hr_files]},
                  logged={"strategy": strategy, "space": space, "seed": seed, "genotype": str(g),
                          **flatten(kwargs, "network."), **{f"budget.{k}": v for k, v in size.items()}})
+
+
+def _residual_note(params) -> list[str]:
+    """Which spaces' networks here add a bicubic skip that their own paper's lack."""
+    added = [space for space in params.get("matrix.spaces") if space != "hinas"
+             and _settings(params, space)[1].get("residual")]
+    if not added:
+        return []
+    return [f"- Global residual: the {', '.join(added)} networks here add a bicubic upsampling of the input "
+            "to their output (`residual: true` in `matrix.space_settings`), as HiNAS's framework does; their "
+            "own papers' networks have no image-level skip."]
 
 
 def _val_images(valid, scale: int) -> list:
@@ -332,10 +348,12 @@ def _table(params) -> str:
               "- Val PSNR: the chosen child's validation score as its strategy measured it (proxy training, "
               "shared weights, or the supernet for differentiable), on centred crops of the split's `valid` "
               "images; not comparable across scorers.",
-              f"- Test PSNR: the found genotype retrained ({size['retrain']['steps']} steps, L1, same for all), "
+              f"- Test PSNR: the found genotype retrained ({size['retrain']['steps']} steps, L1, Adam "
+              f"{size['retrain']['lr']:g} cosine, same for all), "
               f"Y channel, {scale} pixels shaved, on `{test}` (held out, not a paper benchmark unless named).",
               "- Params and Multi-Adds: counted from the retrained model file (its construction settings, "
               "`matrix.space_settings`), Multi-Adds for a 1280x720 output.",
+              *_residual_note(params),
               f"- Bicubic: the uint8 RGB LR upscaled, the input every network gets (`{_bicubic(params)}`).",
               "- Files: `results/matrix/search/<run>/result.json`, `results/matrix/eval/`, "
               "`results/matrix/complexity/`.", ""]

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from srnas.formats import dlsr as dlsr_format
 from srnas.formats import hinas as hinas_format
@@ -34,6 +35,13 @@ OpConstructor = Callable[..., nn.Module]
 
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)   # EDSR's DIV2K RGB mean (the released MeanShift layers)
 PEAK = 255.0
+
+
+def bicubic_skip(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """The image-level global residual: ``x`` upsampled ``scale`` times with torch's bicubic
+    (model architecture, not the evaluation protocol's MATLAB bicubic). HiNAS adds it to its
+    decoder's output (Figure 4b); DLSR and HNAS take it as the option ``residual=True``."""
+    return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
 
 
 class MeanShift(nn.Module):

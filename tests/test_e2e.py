@@ -39,14 +39,17 @@ def test_snakemake_builds_table2_then_has_nothing_to_do(project):
     dlsr = [l for l in table.splitlines() if l.startswith("| DLSR, searched by srnas (seed 0) | ours")]
     assert len(dlsr) == 3  # x2, x3, x4 retrained from our search, beside the paper's DLSR rows
     hnas = [l for l in table.splitlines() if l.startswith("| HNAS-B (λ = 0.6), searched by srnas (seed 0) | ours")]
-    assert len(hnas) == 3, table  # HNAS rows stand alone (its printed numbers: results/hnas/table2.md)
+    assert len(hnas) == 1, table  # x2 (hnas.scales, Table II's), standing alone (results/hnas/table2.md)
     tpsr = [l for l in table.splitlines() if l.startswith("| TPSR-NOGAN, searched by srnas (seed 0) | ours")]
     assert len(tpsr) == 1, table  # x4 (tpsr.scales), standing alone too
-    # The quick budget learns (issue 14): DLSR's, HiNAS's and TPSR's retrained networks beat
-    # the Bicubic RGB pipeline they are fed from, on SampleTest, at every scale they train
-    # (HNAS's do not yet).
+    # The quick budget learns (issue 14): every retrained network (the papers' and every cell
+    # of the strategy matrix) beats the Bicubic RGB pipeline it is fed from, on SampleTest, at
+    # every scale it trains.
+    matrix = sorted(p.name[:-len("_x2.json")] for p in (dest / "results/matrix/eval").glob("*_x2.json"))
+    assert len(matrix) == 9, matrix   # 3 strategies x 3 spaces, one random seed in this copy
     for run, scales in (("dlsr/eval/dlsr_s0", (2, 3, 4)), ("hinas/eval/hinas_s0", (2, 3, 4)),
-                        ("tpsr/eval/tpsr_s0", (4,))):
+                        ("hnas/eval/hnas-b_s0", (2,)), ("tpsr/eval/tpsr_s0", (4,)),
+                        *((f"matrix/eval/{m}", (2,)) for m in matrix)):
         for scale in scales:
             bicubic = json.loads((dest / f"results/common/bicubic_x{scale}.json").read_text())["rgb"]["SampleTest"]
             ours = json.loads((dest / f"results/{run}_x{scale}.json").read_text())["SampleTest"]

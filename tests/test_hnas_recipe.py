@@ -45,10 +45,15 @@ def test_stages_of_the_default_params_and_the_options():
     search = stages["search_hnas_hnas_b_s0"]
     assert {"data/benchmarks", "data/lr_benchmarks"} <= set(search.deps)
     assert "measure_hnas_published_complexity" in stages
+    # Table II is x2 only, so is the default; hnas.scales adds x3 and x4
+    assert not any(n.startswith(("retrain_hnas", "complexity_hnas")) and n.endswith(("_x3", "_x4"))
+                   for n in stages)
+    wide = {s.name: s for s in all_stages(load_params(ROOT / "params.yaml", ["hnas.scales=[2, 3, 4]"]))}
     for scale in (2, 3, 4):
-        extra = stages[f"complexity_hnas_hnas_b_s0_x{scale}_hr720p"]
+        assert f"retrain_hnas_hnas_b_s0_x{scale}" in wide
+        extra = wide[f"complexity_hnas_hnas_b_s0_x{scale}_hr720p"]
         assert extra.args[extra.args.index("--convention") + 1] == "hr720p"
-        assert "--convention" not in stages[f"complexity_hnas_hnas_b_s0_x{scale}"].args  # the space's hnas48
+        assert "--convention" not in wide[f"complexity_hnas_hnas_b_s0_x{scale}"].args  # the space's hnas48
     assert not any(n.endswith("_ensemble") for n in stages)
     more = load_params(ROOT / "params.yaml", ["hnas.options.self_ensemble=true", "hnas.published=[hnas-c]",
                                               "hnas.variants=[hnas-a, hnas-c]"])

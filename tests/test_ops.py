@@ -85,3 +85,30 @@ def test_unknown_names_list_the_known_ones():
     with pytest.raises(SrnasError, match="dlsr"):
         OPS.get("no_such_family")
     assert OPS.get("dlsr").index("sep_conv_7x7") == 6
+
+
+@pytest.mark.parametrize("space", ["dlsr", "hnas"])
+def test_residual_option_adds_a_bicubic_upsampling_of_the_input(space):
+    """``residual=True`` (as HiNAS's framework, tests/test_hinas_space.py; an option of DLSR
+    and HNAS that the strategy matrix uses) adds torch's bicubic x2 of the input and changes
+    nothing else: with the same weights the two outputs differ by exactly that image (HNAS:
+    it replaces the mean shift's add-back)."""
+    import torch.nn.functional as F
+
+    from srnas.genotype import packaged
+    from srnas.ops import MeanShift
+    from srnas.spaces import build_network
+
+    genotype = {"dlsr": "dlsr", "hnas": "hnas_b"}[space]
+    torch.manual_seed(0)
+    on = build_network(packaged(genotype), 2, residual=True, **({"width": 4} if space == "hnas" else {}))
+    off = build_network(packaged(genotype), 2, residual=False, **({"width": 4} if space == "hnas" else {}))
+    off.load_state_dict(on.state_dict())
+    x = torch.rand(1, 3, 16, 18) * 255
+    with torch.no_grad():
+        diff = on(x) - off(x)
+    if space == "hnas":
+        diff = diff + MeanShift(1.0).mean
+    up = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    assert diff.shape == (1, 3, 32, 36)
+    assert torch.allclose(diff, up, atol=1e-3), (diff - up).abs().max()

@@ -126,7 +126,7 @@ SCHEMA = {
         isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v),
         check_text="must be a non-empty list of integers >= 0"),
     "published": list_of(str, [], choices=tuple(PUBLISHED), nonempty=False),
-    "scales": list_of(int, [2, 3, 4], choices=(2, 3, 4)),
+    "scales": list_of(int, [2], choices=(2, 3, 4)),      # Table II is x2 only
     "warm_start": warm_start_field(PAPER, {}),
     "options": {
         "validate_on": Field(str, "split", choices=("split", "set5")),
@@ -148,7 +148,7 @@ SCHEMA = {
     "budgets": {
         # quick: a 4-layer width-8 supernet, 12 children (2 shared-weight steps each), 4
         # derivation samples; retraining at width 16 with a higher lr than the paper's.
-        "quick": _budget((4, 12, 2.0, 4, 32, 4, 4), (300, 5e-3, 8, [32, 48, 64], 16, 100)),
+        "quick": _budget((4, 12, 2.0, 4, 32, 4, 4), (1400, 1e-2, 8, [24, 36, 48], 16, 200)),
         # paper: 400 epochs x 300 controller steps, 2/3 weight step per child (200 per 300),
         # batch 16 of HR 96 (x2); 10 derivation samples; retraining 400 x 1000 steps, width 64.
         "paper": _budget((12, 120000, 2 / 3, 16, 96, 10, 1500), (400000, 1e-3, 16, [96, 144, 192], 64, 5000)),

@@ -9,7 +9,8 @@ mixed residual blocks op1..op3, feature distillation, ESA); network-level wiring
 cell1 <- head, cell2 <- cell1 and cells 3..6 each read g(two chosen predecessors), g = 1x1
 conv on the concatenation + LeakyReLU(0.05); tail act(1x1 conv over all six cells), 3x3
 conv, + head output; upsampler 3x3 conv to 3*s^2 channels + PixelShuffle(s). Inputs are in
-[0, 255]; there is no mean shift and no image-level skip.
+[0, 255]; there is no mean shift and no image-level skip (``residual=True``, not the
+paper's, adds a bicubic upsampling of the input: the strategy matrix's setting).
 
 Genotype payload (schema version 1)::
 
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from srnas.errors import SrnasError
 from srnas.formats.dlsr import CHAIN, NUM_MIXED, SEARCHED_CELLS, DLSRGenotypeSpec, dlsr_genotype  # noqa: F401
 from srnas.genotype import Genotype, packaged
-from srnas.ops import DLSR
+from srnas.ops import DLSR, bicubic_skip
 from srnas.spaces.base import MixedOp, SearchSpace, argmax_names, top_k
 
 NUM_CELLS = 6
@@ -158,11 +159,14 @@ class DLSRNet(_DLSRBody):
 
     def __init__(self, genotype: Genotype, scale: int, nf: int = 48,
                  distilled: int | None = None, esa_channels: int | None = None,
-                 in_channels: int = 3):
+                 in_channels: int = 3, residual: bool = False):
         super().__init__()
         if not isinstance(genotype, Genotype) or genotype.space != "dlsr":
             raise SrnasError(f"DLSRNet needs a 'dlsr' genotype, got {genotype!r}")
         self.genotype = genotype
+        # residual=True adds a bicubic upsampling of the input to the output (not DLSR's:
+        # the paper has a feature-level residual only; srnas's strategy matrix uses it)
+        self.residual = bool(residual)
         ops, wiring = genotype.payload["ops"], genotype.payload["wiring"]
         self.wiring = None if wiring == CHAIN else [tuple(p) for p in wiring]
         links = {} if self.wiring is None else {k: 2 for k in SEARCHED_CELLS}
@@ -180,7 +184,8 @@ class DLSRNet(_DLSRBody):
             else:
                 inp = self._link(k, [outs[j - 1] for j in self.wiring[k - SEARCHED_CELLS[0]]])
             outs.append(cell(inp))
-        return self._finish(head, outs)
+        out = self._finish(head, outs)
+        return out + bicubic_skip(x, self.scale) if self.residual else out
 
 
 def build_variant(name: str, scale: int = 2) -> DLSRNet:

@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from srnas.errors import SrnasError
 from srnas.formats.hinas import LEVELS, MOVES, NONE, WIDTH_FACTORS, HiNASGenotypeSpec, hinas_genotype, reachable  # noqa: F401  (the format's names, re-exported)
 from srnas.genotype import Genotype
-from srnas.ops import HINAS, HINAS_SLOPE
+from srnas.ops import HINAS, HINAS_SLOPE, bicubic_skip
 from srnas.spaces.base import MixedOp, SearchSpace, top_k
 
 DECODERS = ("paper", "released")
@@ -248,7 +248,7 @@ class _Framework(nn.Module):
     def _finish(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
         out = self.decoder(feat)
         if self.residual:
-            out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+            out = out + bicubic_skip(x, self.scale)
         return out * PEAK
 
 

@@ -9,7 +9,8 @@ Network (FACTS.md §5; structure checked against the released ``arch.py`` /
 (EDSR's (0.4488, 0.4371, 0.4040) x 255: subtracted at the input, added at the output;
 released: a frozen 1x1 conv, here a subtraction; the released FLOPs counter would add its
 3 x 3 MACs per LR and HR pixel, 0.001 at x2 in hnas48 units, which changes none of the
-published genotypes' 2-decimal counts). Stem: 3x3 conv 3 -> 4C
+published genotypes' 2-decimal counts); ``residual=True``, not the paper's, adds a bicubic
+upsampling of the input instead of the mean at the output (the strategy matrix's setting). Stem: 3x3 conv 3 -> 4C
 (no bias). Then ``layers`` cells; cell l reads s0 = output of cell l-2 and s1 = output of
 cell l-1 (the stem for both at l = 0), preprocesses each with ReLU -> 1x1 conv (4C -> C, no
 bias), runs 4 nodes, node i = op_a(state_a) + op_b(state_b), and outputs the concatenation
@@ -74,7 +75,7 @@ import torch.nn.functional as F
 from srnas.errors import SrnasError
 from srnas.formats.hnas import LAYERS, NODES, NORMAL_OPS, UP_OPS, HNASGenotypeSpec, hnas_genotype  # noqa: F401
 from srnas.genotype import Genotype, packaged
-from srnas.ops import HNAS, MeanShift
+from srnas.ops import HNAS, MeanShift, bicubic_skip
 from srnas.spaces.base import SearchSpace, top_k
 
 SCALES = (2, 3, 4)
@@ -199,7 +200,7 @@ class HNASNet(nn.Module):
     """
 
     def __init__(self, genotype: Genotype, scale: int, width: int = 64, batch_norm: bool = False,
-                 nf: int | None = None):
+                 nf: int | None = None, residual: bool = False):
         super().__init__()
         width = width if nf is None else nf
         if not isinstance(genotype, Genotype) or genotype.space != "hnas":
@@ -207,6 +208,9 @@ class HNASNet(nn.Module):
         _check(scale, width)
         self.genotype, self.scale, self.width = genotype, scale, width
         self.position = genotype.payload["position"]
+        # residual=True adds a bicubic upsampling of the input to the output instead of the
+        # mean (not HNAS's, which has no skip; srnas's strategy matrix uses it)
+        self.residual = bool(residual)
         self.sub_mean, self.add_mean = MeanShift(-1.0), MeanShift(1.0)
         self.stem = stem(width, batch_norm)
         self.cells = nn.ModuleList(
@@ -220,7 +224,8 @@ class HNASNet(nn.Module):
         for l, cell in enumerate(self.cells):
             out = cell(s0, s1)
             s0, s1 = (out, out) if l == self.position else (s1, out)
-        return self.add_mean(self.final(s1))
+        out = self.final(s1)
+        return out + bicubic_skip(x, self.scale) if self.residual else self.add_mean(out)
 
 
 def build_variant(name: str, scale: int = 2) -> HNASNet:
