@@ -16,6 +16,9 @@ finding or creating the experiment and creating the run happen under an exclusiv
 store file (:func:`_store_lock`). Later writes rely on sqlite's own locking. Across machines
 use a shared ``mlflow server`` instead of a sqlite file (README, "Clusters").
 
+A sqlite store is written through its agent (:mod:`srnas.tracking_agent`), so a stage does
+not import MLflow; other stores (an ``mlflow server``) through MLflow's client in the stage.
+
 The store is checked when the stage starts, before its work: an unknown scheme or a server
 that does not answer is an SrnasError naming the URI and where it came from (MLflow's own
 client would retry a dead server for minutes, after the work).
@@ -165,6 +168,12 @@ def _sqlite_file(uri: str) -> Path | None:
     return Path(path).resolve()
 
 
+def lock_path(store: Path) -> Path:
+    """The lock file of the sqlite file ``store`` (an absolute path)."""
+    digest = hashlib.sha256(str(store).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"srnas-mlflow-{digest}.lock"
+
+
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
     """Hold an exclusive lock for the sqlite store ``uri`` (nothing for other stores).
@@ -180,10 +189,8 @@ def _store_lock(uri: str) -> Iterator[None]:
     if path is None or fcntl is None:
         yield
         return
-    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
-    lock = Path(tempfile.gettempdir()) / f"srnas-mlflow-{digest}.lock"
     # read-only with O_CREAT: works for every user whatever umask made the file
-    fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)
+    fd = os.open(lock_path(path), os.O_RDONLY | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -363,23 +370,36 @@ def _experiment_id(client: Any, name: str) -> str:
 
 
 def _open_store(uri: str, source: str, paper: str) -> tuple[Any, str]:
-    """(client, experiment id); SrnasError naming the URI when the store cannot be used."""
-    from mlflow.tracking import MlflowClient  # imported lazily: it costs about 1.5 s
+    """(client, experiment id); SrnasError naming the URI when the store cannot be used.
+
+    A sqlite store is used through its agent (:mod:`srnas.tracking_agent`: no MLflow import
+    in the stage) unless that is switched off; any other store through MLflow's client."""
+    from srnas import tracking_agent
 
     check_reachable(uri, source)
+    store = _sqlite_file(uri)
     # The client opens the store at once, and first use of a sqlite store creates and
     # migrates it: one process at a time.
     with _store_lock(uri):
         try:
-            client = MlflowClient(tracking_uri=uri)
+            if store is not None and tracking_agent.enabled():
+                client = tracking_agent.connect(uri, store)
+            else:
+                from mlflow.tracking import MlflowClient  # imported lazily: it costs seconds
+
+                client = MlflowClient(tracking_uri=uri)
             return client, _experiment_id(client, EXPERIMENT_PREFIX + paper)
+        except SrnasError:
+            raise
         except Exception as exc:  # noqa: BLE001 - every store backend raises its own types
-            if type(exc).__name__.startswith("Unsupported") or "unsupported uri" in str(exc).lower():
+            kind = getattr(exc, "remote_type", type(exc).__name__)   # an agent's error names MLflow's
+            if kind.startswith("Unsupported") or "unsupported uri" in str(exc).lower():
                 why = (f"has a scheme MLflow does not know ({urllib.parse.urlsplit(uri).scheme!r}; "
                        f"e.g. sqlite:///mlflow.db or http://host:5000)")
             else:
                 first = (str(exc).strip().splitlines() or [""])[0][:300]
-                why = f"cannot be opened ({type(exc).__name__}: {first})"
+                why = (f"cannot be opened ({first})" if hasattr(exc, "remote_type")
+                       else f"cannot be opened ({type(exc).__name__}: {first})")
             raise _unusable(uri, source, why) from None
 
 
@@ -451,4 +471,8 @@ def stage_run(params: Params | None, *, paper: str, stage: str,
             status = "FAILED"
             raise
         finally:
-            handle.end(status)
+            try:
+                handle.end(status)
+            finally:
+                if hasattr(client, "close"):
+                    client.close()
