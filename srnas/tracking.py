@@ -33,7 +33,6 @@ closed KILLED. SIGTERM (Snakemake or SLURM cancelling a job) closes the run KILL
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import json
 import logging
@@ -50,9 +49,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from srnas import tracking_agent
 from srnas.errors import SrnasError
 from srnas.io import atomic_write_json
 from srnas.params import Params, flatten
+from srnas.tracking_agent import sqlite_file as _sqlite_file
+from srnas.tracking_agent import store_lock_path
 
 log = logging.getLogger("srnas.tracking")
 
@@ -157,23 +159,6 @@ class _NullRun:
         pass
 
 
-def _sqlite_file(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (relative to the working directory, as
-    SQLAlchemy resolves it), or None for any other store."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
-    if not path or path == ":memory:":
-        return None
-    return Path(path).resolve()
-
-
-def lock_path(store: Path) -> Path:
-    """The lock file of the sqlite file ``store`` (an absolute path)."""
-    digest = hashlib.sha256(str(store).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"srnas-mlflow-{digest}.lock"
-
-
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
     """Hold an exclusive lock for the sqlite store ``uri`` (nothing for other stores).
@@ -190,7 +175,7 @@ def _store_lock(uri: str) -> Iterator[None]:
         yield
         return
     # read-only with O_CREAT: works for every user whatever umask made the file
-    fd = os.open(lock_path(path), os.O_RDONLY | os.O_CREAT, 0o666)
+    fd = os.open(store_lock_path(path), os.O_RDONLY | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -374,8 +359,6 @@ def _open_store(uri: str, source: str, paper: str) -> tuple[Any, str]:
 
     A sqlite store is used through its agent (:mod:`srnas.tracking_agent`: no MLflow import
     in the stage) unless that is switched off; any other store through MLflow's client."""
-    from srnas import tracking_agent
-
     check_reachable(uri, source)
     store = _sqlite_file(uri)
     # The client opens the store at once, and first use of a sqlite store creates and

@@ -85,6 +85,25 @@ def idle_seconds() -> float:
                          f"expected a number of seconds") from None
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working directory, as
+    SQLAlchemy resolves it), or None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path).resolve()
+
+
+def store_lock_path(store: Path) -> Path:
+    """The lock file of the sqlite file ``store`` (an absolute path): in the temp folder,
+    named by a hash of the path, so the project tree gets no extra file
+    (``srnas.tracking._store_lock`` holds it; the agent tests it before it exits)."""
+    digest = hashlib.sha256(str(store).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"srnas-mlflow-{digest}.lock"
+
+
 def paths(store: Path, cwd: Path) -> tuple[Path, Path]:
     """(socket, key file) of the agent for the sqlite file ``store`` used from ``cwd``."""
     digest = hashlib.sha256(f"{store}\0{cwd}".encode()).hexdigest()[:16]
@@ -239,10 +258,8 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 class _Agent:
     def __init__(self, uri: str, address: Path, key: bytes, idle_s: float):
-        from srnas.tracking import _sqlite_file
-
         self.uri, self.address, self.idle_s = uri, address, idle_s
-        self.store = _sqlite_file(uri)
+        self.store = sqlite_file(uri)
         self.client: Any = None
         self.opened: tuple[int, int] | None = None
         self.listener = Listener(str(address), family="AF_UNIX", authkey=key)
@@ -289,9 +306,7 @@ class _Agent:
         """Exit when no stage is connected and none holds the store's lock (connecting)."""
         import fcntl
 
-        from srnas.tracking import lock_path
-
-        fd = os.open(lock_path(self.store), os.O_RDONLY | os.O_CREAT, 0o666)
+        fd = os.open(store_lock_path(self.store), os.O_RDONLY | os.O_CREAT, 0o666)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
