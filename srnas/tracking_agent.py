@@ -258,7 +258,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 class _Agent:
     def __init__(self, uri: str, address: Path, key: bytes, idle_s: float):
-        self.uri, self.address, self.idle_s = uri, address, idle_s
+        self.uri, self.idle_s = uri, idle_s
         self.store = sqlite_file(uri)
         self.client: Any = None
         self.opened: tuple[int, int] | None = None
