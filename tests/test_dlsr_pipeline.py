@@ -77,6 +77,24 @@ def test_retrain_killed_and_resumed_equals_uninterrupted_and_evaluates(workdir):
     assert result["Tiny"]["n"] == 1 and 5 < result["Tiny"]["psnr"] < 60
 
 
+def test_warm_started_scale_trains_for_warm_steps(workdir):
+    """x3 starts from the x2 model (``dlsr.warm_start``) and trains ``warm_steps`` steps with
+    ``warm_halve_every``, not the from-scratch ``steps`` (16)."""
+    if not (workdir / "model_straight.pt").exists():
+        run(_retrain("straight"), workdir)
+    cmd = RUNNER.cmd("pipeline.retrain", "--paper", "dlsr", "--variant", "dlsr", "--seed", "0",
+                     "--genotype", str(ROOT / "srnas/genotypes/dlsr.json"), "--scale", "3",
+                     "--hr", "data/hr", "--lr", "data/lr", "--split", "split.json", "--init", "model_straight.pt",
+                     "--checkpoints", "ckpt/r_warm", "--out", "model_warm.pt",
+                     extra=["dlsr.scales=[2,3]", "dlsr.budgets.quick.retrain.warm_steps=6",
+                            "dlsr.budgets.quick.retrain.warm_halve_every=3"])
+    run(cmd, workdir)
+    meta = torch.load(workdir / "model_warm.pt", weights_only=True)["meta"]
+    steps = [r["step"] for r in meta["history"] if r["kind"] == "train"]
+    assert steps and max(steps) == 6, steps
+    assert meta["history"][0]["kind"] == "init" and meta["history"][0]["loaded"] > 0
+
+
 @pytest.mark.parametrize("variant, has_beta", [("dlsr-b", False), ("dlsr-l1", True)])
 def test_ablation_variants_are_params_switches(workdir, variant, has_beta):
     cmd = RUNNER.search(f"ckpt/{variant}", f"search_{variant}", variant=variant, seed=1,
