@@ -45,6 +45,53 @@ ASPP-like head: 1x1 and dilated 3x3 (d = 1, 2, 3) branches in parallel, concaten
 works internally in [0, 1] (HiNAS trains on [0, 1] images). ``nf`` (the feature-count
 name the other spaces use) is accepted as an alias of the basic width ``width``.
 
+Denoising (``scale=1``; section 4.1 "Search settings", Figure 4a, Eq. 7). The task is the
+output of the input's size, so ``scale=1`` means denoising and nothing else (an "x1 SR"
+is not a task): the decoder predicts ``out_channels`` maps at the input's size (no pixel
+shuffle), and the residual is added to the input itself, ``y = x + f_res(x)`` (Figure 4a:
+"a copy of input data is propagated to the end ... then added to the output of the
+network"; Eq. 7: f_skip "is a copy operation for image denoising"). Exact in [0, 255]: the
+decoder's map is scaled to [0, 255] and the raw input added, so a zero decoder returns x
+bit for bit. Defaults by task (an explicit argument always wins):
+
+====================  ==========  ==========  =================================================
+setting               SR          denoising   source of the denoising value
+====================  ==========  ==========  =================================================
+supernet layers       2           3           paper 4.1: 3 cells of 4 nodes
+supernet nodes        3           4           paper 4.1
+search width W        8           10          released configs/dn/BSD500_3c4n/03_search_CR_R0.yaml
+retrain width W       16          20          released configs/dn/BSD500_3c4n/03_train_CR_R0/*.yaml
+in_channels           3           1           released (TO_GRAY, IN_CHANNEL 1; see below)
+out_channels          in_channels in_channels the residual needs them equal (Eq. 7)
+====================  ==========  ==========  =================================================
+
+Choices the paper leaves open, and what the released code (github hkzhang91/HiNAS, stored
+as hkzhang-git/HiNAS) does for denoising:
+
+- Grey or colour. The paper never says; the released search and training configs convert
+  BSD500 to grey (``TO_GRAY: True``, ``IN_CHANNEL: 1``; data_generation/rgb2gray_add_noise.py
+  makes grey images and adds the noise). Default 1; ``in_channels=3`` is colour denoising.
+- Residual sign. The released networks compute ``x - f(x)`` (the decoder predicts the
+  noise, DnCNN's convention; one_stage_nas/modeling/dn_supernet.py, dn_compnet.py), the
+  paper ``x + f(x)``. The two are one function family (negate the decoder's last conv) with
+  the same symmetric initial distribution; ``residual="subtract"`` is the released form,
+  ``residual=True`` (= ``"add"``) the paper's, ``False`` predicts the clean image directly.
+- Not modelled (the SR part does not model them either): the released search supernet
+  squashes its output with a sigmoid after the residual (dn_supernet.py, also
+  sr_supernet.py); the released start part is conv-BN-LeakyReLU 64 wide then conv-BN, and
+  the first cell's two-layers-back input comes from the first conv, not the stem's output
+  (dn_supernet.py: a 3x3 "reduce1"; dn_compnet.py: its 1x1 scaler), where this module keeps
+  the paper's start part (Figure 2) for both tasks; its decoders (search: per level a 1x1
+  and a dilated separable 3x3 branch, concatenated, conv-BN, 3x3 to IN_CHANNEL, no pixel
+  shuffle, ``Dn_AutoDecoder`` in decoders.py; retraining: a DeepLab-v3+-like head that also
+  reads the last level-0 cell output or the stem, ``Dn_Decoder``) are, as for SR,
+  represented by the ``"released"`` approximation with ``out_channels`` outputs; the search
+  batch is 6 in the released config, 8 in the paper; the released search loss weights
+  log-SSIM 0.5, retraining 0.6 (the paper: 0.6).
+- Noise: sigma 30, 50, 70 (section 4.1); one network per sigma in retraining (one config
+  per sigma), one search over all three (``SIGMA: [30, 50, 70]``). Data, not architecture:
+  nothing here depends on it.
+
 Genotype payload (schema version 1)::
 
     {"cells": [ [ [[in, op], [in, op]],  ... N nodes ... ],  ... L layers ... ],
@@ -71,7 +118,20 @@ from srnas.ops import HINAS, HINAS_SLOPE, bicubic_skip
 from srnas.spaces.base import MixedOp, SearchSpace, top_k
 
 DECODERS = ("paper", "released")
+RESIDUALS = ("add", "subtract")
 PEAK = 255.0
+DENOISE = 1          # the scale that means denoising (output of the input's size)
+
+# Per-task defaults (module docstring's table): search width, retraining width, supernet
+# layers and nodes, input channels.
+TASK_DEFAULTS = {
+    "sr": {"search_width": 8, "width": 16, "layers": 2, "nodes": 3, "in_channels": 3},
+    "denoise": {"search_width": 10, "width": 20, "layers": 3, "nodes": 4, "in_channels": 1},
+}
+
+
+def task_of(scale: int) -> str:
+    return "denoise" if scale == DENOISE else "sr"
 
 
 def level_width(width: int, level: int) -> int:
@@ -205,7 +265,8 @@ class Stem(nn.Sequential):
 
 
 class Decoder(nn.Module):
-    """End part: features -> 3 s^2 channels -> pixel shuffle (see the module docstring)."""
+    """End part: features -> out_channels * s^2 maps -> pixel shuffle (none for denoising,
+    s = 1); see the module docstring."""
 
     def __init__(self, C_in: int, width: int, scale: int, out_channels: int, kind: str):
         super().__init__()
@@ -225,7 +286,7 @@ class Decoder(nn.Module):
                                       nn.Conv2d(4 * width, width, 1),
                                       nn.LeakyReLU(HINAS_SLOPE, inplace=False),
                                       nn.Conv2d(width, out, 3, padding=1))
-        self.shuffle = nn.PixelShuffle(scale)
+        self.shuffle = nn.PixelShuffle(scale) if scale != DENOISE else nn.Identity()
 
     def forward(self, x):
         if self.kind == "released":
@@ -233,22 +294,72 @@ class Decoder(nn.Module):
         return self.shuffle(self.body(x))
 
 
-def _check(scale: int, width: int, decoder: str) -> None:
+def _check_scale(scale: int) -> None:
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise SrnasError(f"scale: expected a positive integer, got {scale!r}")
+        raise SrnasError(f"scale: expected a positive integer (1 = denoising), got {scale!r}")
+
+
+def _check(scale: int, width: int, decoder: str) -> None:
+    _check_scale(scale)
     if isinstance(width, bool) or not isinstance(width, int) or width < 2:
         raise SrnasError(f"width: expected an integer >= 2, got {width!r}")
     if decoder not in DECODERS:
         raise SrnasError(f"decoder: unknown {decoder!r}; known: {', '.join(DECODERS)}")
 
 
+def _residual_mode(residual) -> str | None:
+    """True / "add": skip + f; "subtract": skip - f (released denoisers); False: none."""
+    if isinstance(residual, str):
+        if residual not in RESIDUALS:
+            raise SrnasError(f"residual: unknown {residual!r}; expected true, false or one of "
+                             f"{', '.join(RESIDUALS)}")
+        return residual
+    return "add" if residual else None
+
+
+def _channels(in_channels, out_channels, mode: str | None) -> tuple[int, int]:
+    out_channels = in_channels if out_channels is None else out_channels
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SrnasError(f"{name}: expected a positive integer, got {value!r}")
+    if mode is not None and out_channels != in_channels:
+        raise SrnasError(f"out_channels: {out_channels} differs from in_channels {in_channels}; the "
+                         f"residual adds the input to the output, so they must match (or residual=False)")
+    return in_channels, out_channels
+
+
 class _Framework(nn.Module):
-    """Residual framework shared by derived net and supernet (Figure 4b)."""
+    """Residual framework shared by derived net and supernet (Figure 4a / 4b).
+
+    ``_setup`` resolves the task defaults; ``_finish(x, feat)`` takes the raw [0, 255] input.
+    """
+
+    def _setup(self, scale: int, width: int | None, decoder: str, residual, in_channels: int | None,
+               out_channels: int | None, width_key: str) -> dict:
+        _check_scale(scale)
+        defaults = TASK_DEFAULTS[task_of(scale)]
+        width = defaults[width_key] if width is None else width
+        _check(scale, width, decoder)
+        self.task, self.scale, self.width = task_of(scale), scale, width
+        self.residual_mode = _residual_mode(residual)
+        self.residual = self.residual_mode is not None
+        in_channels = defaults["in_channels"] if in_channels is None else in_channels
+        self.in_channels, self.out_channels = _channels(in_channels, out_channels, self.residual_mode)
+        return defaults
 
     def _finish(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
         out = self.decoder(feat)
-        if self.residual:
-            out = out + bicubic_skip(x, self.scale)
+        if self.scale == DENOISE:          # Figure 4a: the skip is the input itself
+            out = out * PEAK
+            if self.residual_mode == "add":
+                out = x + out
+            elif self.residual_mode == "subtract":
+                out = x - out
+            return out
+        if self.residual_mode == "add":
+            out = out + bicubic_skip(x / PEAK, self.scale)
+        elif self.residual_mode == "subtract":
+            out = bicubic_skip(x / PEAK, self.scale) - out
         return out * PEAK
 
 
@@ -257,21 +368,25 @@ class _Framework(nn.Module):
 # ----------------------------------------------------------------------------------------
 
 class HiNASNet(_Framework):
-    """The retrainable network of a HiNAS genotype: basic width 16 in retraining (FACTS.md
-    §3); one cell per layer at the decoded level of ``genotype.path``."""
+    """The retrainable network of a HiNAS genotype: basic width 16 in SR retraining, 20 in
+    denoising (``width=None``; FACTS.md §3, the module docstring); one cell per layer at
+    the decoded level of ``genotype.path``. ``scale=1`` is denoising (output of the input's
+    size); ``in_channels`` defaults to 3 for SR and 1 (grey) for denoising, ``out_channels``
+    to ``in_channels``."""
 
-    def __init__(self, genotype: Genotype, scale: int, width: int = 16, residual: bool = True,
-                 decoder: str = "paper", in_channels: int = 3, nf: int | None = None):
+    def __init__(self, genotype: Genotype, scale: int, width: int | None = None, residual: bool | str = True,
+                 decoder: str = "paper", in_channels: int | None = None, nf: int | None = None,
+                 out_channels: int | None = None):
         super().__init__()
         width = width if nf is None else nf
         if not isinstance(genotype, Genotype) or genotype.space != "hinas":
             raise SrnasError(f"HiNASNet needs a 'hinas' genotype, got {genotype!r}")
-        _check(scale, width, decoder)
-        self.genotype, self.scale, self.width = genotype, scale, width
-        self.residual = bool(residual)
+        self._setup(scale, width, decoder, residual, in_channels, out_channels, "width")
+        width = self.width
+        self.genotype = genotype
         cells, path = genotype.payload["cells"], genotype.payload["path"]
         nodes = len(cells[0])
-        self.stem = Stem(in_channels, width)
+        self.stem = Stem(self.in_channels, width)
         outs = [width, width]          # channels of h_{l-2}, h_{l-1} (the stem for both at l = 0)
         self.pre0, self.pre1, self.cells = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for cell, level in zip(cells, path):
@@ -280,11 +395,10 @@ class HiNASNet(_Framework):
             self.pre1.append(Preprocess(outs[-1], C))
             self.cells.append(Cell(C, cell))
             outs.append(nodes * C)
-        self.decoder = Decoder(outs[-1], width, scale, in_channels, decoder)
+        self.decoder = Decoder(outs[-1], width, scale, self.out_channels, decoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x / PEAK
-        stem = self.stem(x)
+        stem = self.stem(x / PEAK)
         h = [stem, stem]
         for pre0, pre1, cell in zip(self.pre0, self.pre1, self.cells):
             h.append(cell(pre0(h[-2]), pre1(h[-1])))
@@ -297,6 +411,10 @@ class HiNASNet(_Framework):
 
 class HiNASSupernet(_Framework, SearchSpace):
     """The HiNAS supernet (Figure 2; Eq. 2-6); see the module docstring.
+
+    ``scale=1`` is the denoising supernet (3 layers of 4 nodes, width 10, grey input by
+    default; the module docstring's table), any other scale the SR one (2 layers of 3
+    nodes, width 8).
 
     Architecture parameters: ``alpha`` (layers, edges, 7), or (1, edges, 7) when
     ``lwas=False``; ``beta`` (layers, 3 source levels, 3 moves), masked by
@@ -314,21 +432,24 @@ class HiNASSupernet(_Framework, SearchSpace):
 
     space = "hinas"
 
-    def __init__(self, scale: int = 4, width: int = 8, layers: int = 2, nodes: int = 3,
-                 lwas: bool = True, cell_sharing: bool = True, residual: bool = True,
-                 decoder: str = "paper", in_channels: int = 3, init_std: float = 1e-3,
-                 nf: int | None = None):
+    def __init__(self, scale: int = 4, width: int | None = None, layers: int | None = None,
+                 nodes: int | None = None, lwas: bool = True, cell_sharing: bool = True,
+                 residual: bool | str = True, decoder: str = "paper", in_channels: int | None = None,
+                 init_std: float = 1e-3, nf: int | None = None, out_channels: int | None = None):
         super().__init__()
         width = width if nf is None else nf
-        _check(scale, width, decoder)
+        defaults = self._setup(scale, width, decoder, residual, in_channels, out_channels, "search_width")
+        width = self.width
+        layers = defaults["layers"] if layers is None else layers
+        nodes = defaults["nodes"] if nodes is None else nodes
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
             raise SrnasError(f"layers: expected a positive integer, got {layers!r}")
         if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 2:
             raise SrnasError(f"nodes: expected an integer >= 2, got {nodes!r}")
-        self.scale, self.width, self.layers, self.nodes = scale, width, layers, nodes
-        self.lwas, self.cell_sharing, self.residual = bool(lwas), bool(cell_sharing), bool(residual)
+        self.layers, self.nodes = layers, nodes
+        self.lwas, self.cell_sharing = bool(lwas), bool(cell_sharing)
         self.register_buffer("mask", transition_mask(layers), persistent=False)
-        self.stem = Stem(in_channels, width)
+        self.stem = Stem(self.in_channels, width)
         N = nodes
 
         def out_ch(l: int, t: int) -> int:     # channels of h_l^t (stem for l < 0)
@@ -350,7 +471,7 @@ class HiNASSupernet(_Framework, SearchSpace):
                     self.cells[f"{l}_{t}"] = SearchCell(C, N)
         self._s0_level = s0_level
         last = sum(out_ch(layers - 1, t) for t in range(reachable(layers - 1)))
-        self.decoder = Decoder(last, width, scale, in_channels, decoder)
+        self.decoder = Decoder(last, width, scale, self.out_channels, decoder)
         self.register_arch_parameter(
             "alpha", init_std * torch.randn(layers if self.lwas else 1, num_edges(nodes), len(HINAS)))
         self.register_arch_parameter("beta", init_std * torch.randn(layers, LEVELS, len(MOVES)))
@@ -377,9 +498,8 @@ class HiNASSupernet(_Framework, SearchSpace):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fixed is not None:
             return self._forward_fixed(x, self._fixed)
-        x = x / PEAK
         alphas, betas = self.op_weights(), self.beta_weights()
-        stem = self.stem(x)
+        stem = self.stem(x / PEAK)
         hist: list[list[torch.Tensor]] = [[stem], [stem]]     # h_{l-2}, h_{l-1} per level
         for l in range(self.layers):
             prev2, prev1, outs = hist[-2], hist[-1], []
@@ -422,8 +542,7 @@ class HiNASSupernet(_Framework, SearchSpace):
         return layers
 
     def _forward_fixed(self, x: torch.Tensor, layers: list[dict]) -> torch.Tensor:
-        x = x / PEAK
-        stem = self.stem(x)
+        stem = self.stem(x / PEAK)
         h = [stem, stem]
         for sel in layers:
             edges = self.cells[sel["cell"]].edges
