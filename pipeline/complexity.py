@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     p = _cli.parser(__doc__.splitlines()[0])
     p.add_argument("--arch", required=True,
                    help="trained model file (.pt), architecture name (dlsr, dlsr-s, ...) or genotype JSON")
-    p.add_argument("--scale", type=int, default=None, choices=(2, 3, 4, 8),
+    p.add_argument("--scale", type=int, default=None, choices=(1, 2, 3, 4, 8),
                    help="the scale (a model file's own by default; checked against it)")
     p.add_argument("--convention", default=None, help="override the paper's convention (hr720p, lr256, hnas48, lr480)")
     p.add_argument("--out", required=True)
@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     arch_file = args.arch if is_file_arch(args.arch) else None
     outputs = _cli.claim(inputs={"--arch": arch_file}, files={"--out": args.out})
     model, convention, paper, scale = build(args.arch, args.scale)
-    result = measure(model, scale, args.convention or convention)
+    # A grey denoiser takes one channel (srnas.spaces.hinas, scale 1).
+    result = measure(model, scale, args.convention or convention, in_channels=getattr(model, "in_channels", 3))
     with outputs, tracking.stage_run(params, paper=paper, stage="complexity",
                                      tags={"arch": args.arch, "scale": scale}) as run:
         run.log_metrics({"params": result.params, "multi_adds": result.multi_adds})

@@ -18,6 +18,12 @@ object and ``"lpips"`` to each image's; it needs ``--lpips-weights``: the lpips-
 sdist, its extracted ``vgg16.ckpt``/``alexnet.ckpt``, or a cache folder (the sdist is
 downloaded into it when absent; srnas.lpips). ``--lpips-net`` is ``vgg`` (TPSR) or ``alex``.
 For ``bicubic`` only the ``"rgb"`` pipeline has an RGB output, so only it gets LPIPS.
+
+Denoising: ``--model trained --scale 1 --sigma 30 --lr-root data/noisy_benchmarks`` scores a
+denoiser on the noisy sets that ``pipeline.make_lr --sigmas`` wrote (``<root>/<Set>/N30/``)
+for every set under ``--benchmark-root``: PSNR/SSIM of the output and of the noisy input
+(``input_psnr``/``input_ssim``) against the clean image, whole image, in the sets' colour
+space (srnas.denoising).
 """
 
 from __future__ import annotations
@@ -42,7 +48,10 @@ def main(argv=None) -> int:
     p = _cli.parser(__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="bicubic, released:dlsr, ... (see README)")
     p.add_argument("--weights", default=None, help="checkpoint file for models that need one")
-    p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4, 8))
+    p.add_argument("--scale", type=int, required=True, choices=(1, 2, 3, 4, 8),
+                   help="the SR scale; 1 = denoising (with --sigma)")
+    p.add_argument("--sigma", type=float, default=None,
+                   help="denoising: score on the noisy sets of this sigma under --lr-root")
     p.add_argument("--benchmark-root", required=True, help="<root>/<Set>/HR/*.png or <root>/<Set>/*.png")
     p.add_argument("--lr-root", default=None, help="prepared LR images <root>/<Set>/X<s>/ (else made on the fly)")
     p.add_argument("--sets", default="all", help="comma-separated set names, or 'all' (every set under the root)")
@@ -65,6 +74,11 @@ def main(argv=None) -> int:
     outputs = _cli.claim(inputs={"--benchmark-root": args.benchmark_root, "--lr-root": args.lr_root,
                                  "--weights": args.weights, "--lpips-weights": args.lpips_weights},
                          files={"--out": args.out})
+    if (args.sigma is None) != (args.scale != 1):
+        raise SrnasError("--scale 1 is denoising and needs --sigma; --sigma needs --scale 1"
+                         if args.sigma is None else "--sigma (denoising) needs --scale 1")
+    if args.sigma is not None:
+        return _denoise(args, params, outputs)
     load_all()
     entry = MODELS.get(args.model)
     weights = Path(args.weights) if args.weights else None
@@ -126,6 +140,52 @@ def main(argv=None) -> int:
             lpips_text = f"  LPIPS-{args.lpips_net} {r['lpips']:.4f}" if "lpips" in r else ""
             print(f"{args.model} x{args.scale} {name:18s} PSNR {r['psnr']:.4f}  SSIM {r['ssim']:.5f}"
                   f"{lpips_text}  (n={r['n']})")
+        run.log_metric("seconds", time.perf_counter() - start)
+        atomic_write_json(args.out, result)
+        run.log_artifact(args.out)
+    return 0
+
+
+def _denoise(args, params, outputs) -> int:
+    """``--sigma``: a trained denoiser on the noisy sets (module docstring)."""
+    from srnas.denoising import evaluate_noisy_set, noisy_set_dir
+    from srnas.modelfile import load_model
+    from srnas.spaces import SPACES
+
+    if args.model != "trained":
+        raise SrnasError(f"--sigma: only --model trained (a denoiser retrained by srnas) is scored on "
+                         f"noisy sets, not {args.model!r}")
+    if args.lr_root is None:
+        raise SrnasError("--sigma needs --lr-root, the noisy sets written by pipeline.make_lr --sigmas")
+    if args.self_ensemble or check_metrics(args.metrics) != ("psnr", "ssim"):
+        raise SrnasError("--sigma: denoising is scored with PSNR and SSIM only (no --self-ensemble, "
+                         "no --metrics)")
+    if args.weights is None or not Path(args.weights).is_file():
+        raise SrnasError(f"--weights {args.weights}: file not found")
+    requested = None if args.sets == "all" else [s for s in args.sets.split(",") if s]
+    present, absent = available_sets(args.benchmark_root, requested)
+    for name in absent:
+        log.warning("set %s is not under %s: skipped", name, args.benchmark_root)
+    if not present:
+        raise SrnasError(f"none of the sets {requested or '(any)'} is under {args.benchmark_root}")
+    device = pick_device(params.get("device"))
+    model, info = load_model(args.weights, device)
+    if info["scale"] != 1:
+        raise SrnasError(f"{args.weights}: a x{info['scale']} SR model, not a denoiser (scale 1)")
+    with outputs, tracking.stage_run(params, paper=SPACES.get(info["space"]).paper, stage="evaluate",
+                                     tags={"model": args.model, "scale": 1, "sigma": args.sigma,
+                                           "device": str(device)},
+                                     log_params={"model": args.model, "sigma": args.sigma,
+                                                 "sets": ",".join(present), "weights": args.weights}) as run:
+        start = time.perf_counter()
+        result = {}
+        for name in present:
+            r = evaluate_noisy_set(model, device, noisy_set_dir(args.lr_root, name, args.sigma), name,
+                                   progress=not args.no_progress)
+            result[name] = r
+            run.log_metrics({f"{name}/psnr": r["psnr"], f"{name}/ssim": r["ssim"]})
+            print(f"denoise sigma {args.sigma:g} {name:18s} PSNR {r['psnr']:.4f}  SSIM {r['ssim']:.5f}  "
+                  f"(noisy input {r['input_psnr']:.4f} / {r['input_ssim']:.5f}; n={r['n']})")
         run.log_metric("seconds", time.perf_counter() - start)
         atomic_write_json(args.out, result)
         run.log_artifact(args.out)

@@ -1,7 +1,17 @@
-"""Stage make_lr: bicubic LR images for every HR image and scale (the RGB pipeline).
+"""Stage make_lr: the degraded inputs of image sets: bicubic LR images for every HR image
+and scale (the RGB pipeline), or, with ``--sigmas``, noisy images for denoising.
 
     python -m pipeline.make_lr --params params.yaml --hr data/hr --out data/lr
     python -m pipeline.make_lr --params params.yaml --hr data/benchmarks --out data/lr_benchmarks
+    python -m pipeline.make_lr --params params.yaml --hr data/benchmarks --sigmas 30,50,70 \
+        --out data/noisy_benchmarks
+
+With ``--sigmas`` (denoising), each benchmark set and sigma gets
+``<out>/<Set>/N<sigma>/`` as :func:`srnas.data.noise.write_noisy_set` writes it (the clean
+image and the noisy one in the ``noise`` params block's convention, noise seeded by the
+image's file stem, sigma and colour, so identical in every run; a manifest with every
+sha256), and ``<out>/manifest.json`` lists the sets and sigmas. It reads ``noise``, not
+``data.scales``.
 
 Each subfolder of ``--hr`` is a set: a prepared training folder has ``train/*.png`` and
 ``valid/*.png``; a benchmark folder has ``<Set>/HR/*.png``. For each image and each scale s
@@ -35,6 +45,7 @@ from srnas.io import atomic_dir, atomic_write_json
 from srnas.params import Params
 
 KEYS = ("data.scales",)
+NOISE_KEYS = ("noise",)
 
 CONVENTION = ("LR = MATLAB imresize(modcrop(HR, s), 1/s, 'bicubic') of the uint8 RGB (or grey) "
               "HR, antialiased, symmetric edges, rounded and clipped to uint8 after each pass; "
@@ -186,18 +197,77 @@ def make_lr(hr: Path, out: Path, scales: Iterable[int], *, workers: int = 1,
     return manifest, metrics
 
 
+def make_noisy(hr: Path, out: Path, sigmas: Sequence[float], convention, *,
+               progress: bool = True) -> tuple[dict, dict[str, float]]:
+    """Noisy versions of every benchmark set under ``hr`` at each sigma (module docstring)."""
+    from tqdm import tqdm
+
+    from srnas.data.noise import write_noisy_set
+
+    start = time.perf_counter()
+    sets = find_sets(hr)
+    written: dict[str, dict] = {}
+    with atomic_dir(out, "make_lr") as work:
+        jobs = [(name, sigma) for name in sets for sigma in sigmas]
+        for name, sigma in tqdm(jobs, desc="make_lr (noise)", unit="set", disable=not progress or None):
+            m = write_noisy_set(sets[name], work / name / f"N{sigma:g}", sigma, convention, stage="make_lr")
+            written.setdefault(name, {})[f"N{sigma:g}"] = {"n": m["count"], "sigma": sigma}
+        manifest = {"schema": 1, "stage": "make_lr", "mode": "noise", "hr_root": str(hr),
+                    "sigmas": list(sigmas), "convention": convention.as_dict(), "sets": written}
+        atomic_write_json(work / "manifest.json", manifest)
+    n = sum(len(p) for p in sets.values())
+    metrics = {"images": n, "noisy_files": n * len(sigmas), "seconds": time.perf_counter() - start}
+    log.info("%s: %d noisy images (%d images x %d sigmas) in %.1f s", out, n * len(sigmas), n,
+             len(sigmas), metrics["seconds"])
+    return manifest, metrics
+
+
+def _sigmas(text: str) -> list[float]:
+    try:
+        values = [float(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        raise SrnasError(f"--sigmas {text!r}: expected comma-separated numbers, e.g. 30,50,70") from None
+    if not values or any(not (v >= 0) or v != v or v == float("inf") for v in values):
+        raise SrnasError(f"--sigmas {text!r}: expected finite numbers >= 0 (0..255 scale)")
+    if len(set(values)) != len(values):
+        raise SrnasError(f"--sigmas {text!r}: a sigma is listed twice")
+    return values
+
+
+def stage_keys(args: Sequence[str]) -> tuple[str, ...]:
+    """The params keys a command line reads: ``noise`` with ``--sigmas``, else ``data.scales``."""
+    return NOISE_KEYS if "--sigmas" in args else KEYS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--hr", required=True, help="HR folder (data/hr or data/benchmarks)")
     p.add_argument("--out", required=True, help="output folder (data/lr or data/lr_benchmarks)")
     p.add_argument("--workers", type=int, default=1,
                    help="parallel processes (results do not depend on it; default 1)")
+    p.add_argument("--sigmas", default=None,
+                   help="denoising: noisy sets at these noise levels (e.g. 30,50,70) instead of LR images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.workers < 1:
         raise SrnasError(f"--workers must be >= 1, got {args.workers}")
-    params: Params = params_from(args, KEYS)
     hr, out = Path(args.hr), Path(args.out)
+    if args.sigmas is not None:
+        from srnas.data.noise import NoiseConvention
+
+        sigmas = _sigmas(args.sigmas)
+        params: Params = params_from(args, NOISE_KEYS)
+        convention = NoiseConvention(**params.get("noise"))
+        outputs = claim(inputs={"--hr": hr}, dirs={"--out": out})
+        with outputs, tracking.stage_run(params, paper="common", stage="make_lr", tags={"hr": str(hr)},
+                                         log_params={"sigmas": args.sigmas, **{f"noise.{k}": v for k, v in
+                                                     convention.as_dict().items()},
+                                                     "hr": str(hr), "out": str(out)}) as mlrun:
+            _, metrics = make_noisy(hr, out, sigmas, convention, progress=not args.no_progress)
+            mlrun.log_metrics(metrics)
+            mlrun.log_artifact(out / "manifest.json")
+        return 0
+    params = params_from(args, KEYS)
     outputs = claim(inputs={"--hr": hr}, dirs={"--out": out})
     with outputs, tracking.stage_run(params, paper="common", stage="make_lr", tags={"hr": str(hr)},
                                      log_params={"data.scales": params.get("data.scales"),

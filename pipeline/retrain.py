@@ -8,7 +8,8 @@
 ``--init`` is given exactly when ``<paper>.warm_start`` starts this scale from another
 (checked: a command out of step with the params is refused). A paper with several training
 phases names one with ``--phase``; its named inputs (a teacher network, a second genotype)
-come as ``--input NAME=PATH``.
+come as ``--input NAME=PATH``. Denoising is ``--scale 1 --sigma S``: the network is trained
+on clean patches with fresh Gaussian noise of that sigma (srnas.denoising).
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ def main(argv=None) -> int:
     p.add_argument("--variant", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--genotype", required=True)
-    p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4, 8))
+    p.add_argument("--scale", type=int, required=True, choices=(1, 2, 3, 4, 8),
+                   help="the SR scale; 1 = denoising (with --sigma)")
+    p.add_argument("--sigma", type=float, default=None,
+                   help="denoising: the noise level the network is trained for (0..255 scale)")
     p.add_argument("--hr", required=True)
-    p.add_argument("--lr", required=True)
+    p.add_argument("--lr", default=None, help="prepared LR images (SR; a denoising recipe has none)")
     p.add_argument("--split", required=True)
     p.add_argument("--init", default=None,
                    help="model file to warm-start from (the source scale of <paper>.warm_start)")
@@ -48,6 +52,12 @@ def main(argv=None) -> int:
     if source is not None and args.init is None:
         raise SrnasError(f"{key} starts x{args.scale} from the x{source} model: pass that model "
                          f"file as --init")
+    if (args.sigma is None) != (args.scale != 1):
+        raise SrnasError("--scale 1 is denoising and needs --sigma; --sigma needs --scale 1"
+                         if args.sigma is None else "--sigma (denoising) needs --scale 1")
+    if args.sigma is not None and not (0 <= args.sigma < float("inf")):
+        raise SrnasError(f"--sigma {args.sigma}: expected a finite number >= 0")
+    task = {} if args.sigma is None else {"sigma": args.sigma}
     inputs = _cli.named_inputs(args.inputs)
     recipe.check_inputs(args.phase, "train", inputs)
     outputs = _cli.claim(inputs={"--genotype": args.genotype, "--hr": args.hr, "--lr": args.lr,
@@ -58,13 +68,13 @@ def main(argv=None) -> int:
     split = read_split(args.split)
     with outputs, tracking.stage_run(params, paper=args.paper, stage="retrain",
                                      tags={"variant": args.variant, "seed": args.seed,
-                                           "scale": args.scale},
+                                           "scale": args.scale, **task},
                                      resume_dir=args.checkpoints) as run:
         recipe.retrain(params, variant=args.variant, seed=args.seed, genotype=Path(args.genotype),
-                       scale=args.scale, split=split, data=(Path(args.hr), Path(args.lr)),
+                       scale=args.scale, split=split, data=(Path(args.hr), Path(args.lr) if args.lr else None),
                        init=Path(args.init) if args.init else None, out=Path(args.out),
                        checkpoints=Path(args.checkpoints), run=run, phase=args.phase,
-                       inputs={n: Path(v) for n, v in inputs.items()})
+                       inputs={n: Path(v) for n, v in inputs.items()}, **task)
         run.log_artifact(args.out)
     return 0
 

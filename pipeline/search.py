@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     p.add_argument("--variant", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--hr", required=True)
-    p.add_argument("--lr", required=True)
+    p.add_argument("--lr", default=None, help="prepared LR images (SR; a denoising recipe has none)")
     p.add_argument("--split", required=True)
     p.add_argument("--phase", default="search", help="the recipe's search phase (default: search)")
     _cli.add_inputs(p)
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
                                      resume_dir=args.checkpoints) as run, \
             atomic_dir(args.out, "search") as work:
         recipe.search(params, variant=args.variant, seed=args.seed, split=split,
-                      data=(Path(args.hr), Path(args.lr)), out=Path(work),
+                      data=(Path(args.hr), Path(args.lr) if args.lr else None), out=Path(work),
                       checkpoints=Path(args.checkpoints), run=run, phase=args.phase,
                       inputs={n: Path(v) for n, v in inputs.items()})
     return 0

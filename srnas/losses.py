@@ -16,7 +16,8 @@ DLSR (Huang et al., section 3.3, Eq. 7-10; FACTS.md §2):
 HiNAS (Zhang et al., section 3.3, Eq. 7; FACTS.md §3):
 
 - ``log_ssim_loss`` = -log10(mean SSIM); ``hinas_loss``: ``"paper"`` L2 + 0.6 log-SSIM,
-  ``"released"`` (L1 + 0.6 log-SSIM) / 2.
+  ``"released"`` (L1 + 0.6 log-SSIM) / 2, ``"mse"`` the L2 alone (Table 4's HiNAS*,
+  "trained with single loss MSE").
 
 ``LOSSES`` maps names to loss constructors ``(**kwargs) -> callable(sr, hr)``;
 ``WeightedLoss({"l1": 1.0, "hfen": 0.2})`` (or :func:`build_loss` from a params block) sums
@@ -41,7 +42,7 @@ from srnas.registry import Registry
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 HFEN_VARIANTS = ("paper", "released")
-HINAS_VARIANTS = ("paper", "released")
+HINAS_VARIANTS = ("paper", "released", "mse")
 HINAS_SSIM_WEIGHT = 0.6          # HiNAS Eq. (7): lambda = 0.6 "in all the experiments"
 
 # HFEN filters.
@@ -220,7 +221,9 @@ def log_ssim_loss(sr: torch.Tensor, hr: torch.Tensor, data_range: float = 255.0)
 def hinas_loss(sr: torch.Tensor, hr: torch.Tensor, variant: str = "paper",
                data_range: float = 255.0) -> torch.Tensor:
     """HiNAS's loss. ``"paper"`` (Eq. 7): L2 + 0.6 log-SSIM; ``"released"`` (FACTS.md §3):
-    (L1 + 0.6 log-SSIM) / 2.
+    (L1 + 0.6 log-SSIM) / 2; ``"mse"``: the pixel term of ``"paper"`` alone, the same L2
+    on ``x / data_range`` without log-SSIM (section 4.2.3 / Table 4's baseline HiNAS*,
+    "trained with single loss MSE"; log-SSIM is not computed).
 
     Choice: HiNAS trains on images in [0, 1], so the pixel term is computed on
     ``x / data_range`` (for [0, 255] inputs: an L2 in [0, 1] units), keeping the 0.6
@@ -229,8 +232,10 @@ def hinas_loss(sr: torch.Tensor, hr: torch.Tensor, variant: str = "paper",
         raise SrnasError(f"unknown HiNAS loss variant {variant!r}; known: "
                          f"{', '.join(HINAS_VARIANTS)}")
     _check_pair(sr, hr, "hinas_loss")
-    ls = log_ssim_loss(sr, hr, data_range=data_range)
     a, b = sr / data_range, hr / data_range
+    if variant == "mse":
+        return F.mse_loss(a, b)
+    ls = log_ssim_loss(sr, hr, data_range=data_range)
     if variant == "paper":
         return F.mse_loss(a, b) + HINAS_SSIM_WEIGHT * ls
     return (F.l1_loss(a, b) + HINAS_SSIM_WEIGHT * ls) / 2

@@ -115,6 +115,13 @@ BASE_SCHEMA: dict[str, Any] = {
     "evaluate": {
         "grey": Field(str, "y", choices=("y", "replicate")),
     },
+    # Denoising test inputs (srnas.data.noise.NoiseConvention): the paper's comparison
+    # methods' convention by default (grey, float, unclipped).
+    "noise": {
+        "colour": Field(str, "grey", choices=("grey", "rgb")),
+        "clip": Field(bool, False),
+        "quantise": Field(bool, False),
+    },
     "mlflow": {
         "enabled": Field(bool, True),
         "tracking_uri": Field(str, "sqlite:///mlflow.db"),

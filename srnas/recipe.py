@@ -37,6 +37,7 @@ from srnas.params import Field, Params
 from srnas.registry import Registry
 
 HR, LR, BENCH, LR_BENCH = "data/hr", "data/lr", "data/benchmarks", "data/lr_benchmarks"
+NOISY_BENCH = "data/noisy_benchmarks"   # denoising test inputs (pipeline.make_lr --sigmas)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,9 @@ class SearchRun:
 class RetrainJob:
     """One network to retrain: ``run`` names it; ``genotype`` is a file (searched or
     published). ``inputs`` map the phase's input names to paths; ``{scale}`` in a path
-    becomes the scale being trained (a teacher at the same scale)."""
+    becomes the scale being trained (a teacher at the same scale). ``sigma``: a denoising
+    job (scale 1) at that noise level: its retrain and evaluate stages get ``--sigma`` and
+    the evaluation reads the noisy test sets (the recipe's :meth:`Recipe.data_dirs`)."""
 
     run: str
     genotype: str
@@ -110,6 +113,7 @@ class RetrainJob:
     label: str
     phase: str = "retrain"
     inputs: Mapping[str, str] = field(default_factory=dict)
+    sigma: float | None = None
 
     def inputs_at(self, scale: int) -> dict[str, str]:
         return {k: v.replace("{scale}", str(scale)) for k, v in self.inputs.items()}
@@ -203,6 +207,12 @@ class Recipe:
 
     def checkpoint_dir(self, stage: str) -> str:
         return f"checkpoints/{self.name}/{stage}"
+
+    def data_dirs(self, params: Params) -> tuple[str, str | None, str, str]:
+        """(training HR, training LR or None, benchmark sets, their degraded inputs) that the
+        stages read: the shared ``data/`` folders by default; a task without LR images
+        (denoising) gives None and its stages get no ``--lr``."""
+        return HR, LR, BENCH, LR_BENCH
 
     # ---- what to run (subclasses) -------------------------------------------------------
     def search_runs(self, params: Params) -> list[tuple[str, int] | SearchRun]:
@@ -332,23 +342,26 @@ class Recipe:
     def fit(self, params: Params, *, model: Any, loss_fn: Any, images: Any, config: Any, device: Any,
             checkpoints: Path, context: Mapping[str, Any], run: Any, logged: Mapping[str, Any],
             out: Path, genotype: Any, kwargs: Mapping[str, Any], variant: str, seed: int,
-            init_state: Mapping[str, Any] | None = None, init_exclude: tuple[str, ...] = ()) -> None:
+            init_state: Mapping[str, Any] | None = None, init_exclude: tuple[str, ...] = (),
+            batches: Callable[[int], Any] | None = None) -> None:
         """The part every supervised retraining shares: log ``logged`` as the run's params;
         train ``model`` (:func:`srnas.train.train` under ``config``, a
         :class:`srnas.train.TrainConfig`) with ``loss_fn`` on the seeded patch batches of
         ``images`` (batch i: :func:`srnas.data.patches.sample_batch` at step i), checkpointed in
         ``checkpoints`` (``context``: what a checkpoint must match, else it is archived and the
         training starts over); ``init_state``/``init_exclude``: warm-start weights and the
-        name prefixes they skip; write the model file (:meth:`save_retrained`); log the speed."""
+        name prefixes they skip; write the model file (:meth:`save_retrained`); log the speed.
+        ``batches(step)``: another task's batches (denoising: srnas.denoising) instead."""
         from srnas.checkpoint import Checkpointer
         from srnas.data.patches import sample_batch
         from srnas.train import train
 
         run.log_params(dict(logged))
-        result = train(model, loss_fn,
-                       lambda step: sample_batch(images, step, seed=seed, batch_size=config.batch_size,
-                                                 patch_hr=config.patch_hr, scale=config.scale),
-                       config, device,
+        if batches is None:
+            def batches(step):
+                return sample_batch(images, step, seed=seed, batch_size=config.batch_size,
+                                    patch_hr=config.patch_hr, scale=config.scale)
+        result = train(model, loss_fn, batches, config, device,
                        Checkpointer(checkpoints, every=config.checkpoint_every, on_mismatch="archive",
                                     context=dict(context)),
                        init_state=init_state, init_exclude=init_exclude,
@@ -362,7 +375,9 @@ class Recipe:
                 checkpoints: Path, run: Any, phase: str = "retrain",
                 inputs: Mapping[str, Path] | None = None) -> None:
         """Train ``genotype`` at ``scale``; write a model file (srnas.modelfile) to ``out``.
-        ``init``: the model file of the scale it warm-starts from (``<paper>.warm_start``)."""
+        ``init``: the model file of the scale it warm-starts from (``<paper>.warm_start``).
+        A recipe with denoising jobs (:attr:`RetrainJob.sigma`) also takes ``sigma=``; the
+        stage passes it only to those."""
         raise NotImplementedError
 
     # ---- the stages ---------------------------------------------------------------------
@@ -381,8 +396,9 @@ class Recipe:
             self._check_split_parts(params)
         # Read only when something is retrained: the key is declared by the retrain stages.
         warm = self.warm_starts(params) if jobs else {}
-        out = [Stage(f"split_{p}", "pipeline.split", ("--paper", p, "--hr", HR, "--out", split),
-                     (HR,), (split,), (f"{p}.split", "data.source"), paper=p, mem_mb=1000, runtime=5)]
+        hr = self.data_dirs(params)[0]
+        out = [Stage(f"split_{p}", "pipeline.split", ("--paper", p, "--hr", hr, "--out", split),
+                     (hr,), (split,), (f"{p}.split", "data.source"), paper=p, mem_mb=1000, runtime=5)]
         phase_of: dict[str, str] = {}      # stage name -> its phase
         inputs_of: dict[str, dict[str, str]] = {}
         measured = False
@@ -390,9 +406,10 @@ class Recipe:
             if ph.kind == "train" and not measured:
                 out += self._measure_stages(params)
                 measured = True
-            made = (self._search_stages(ph, [r for r in searches if r.phase == ph.name], inputs_of)
+            dirs = self.data_dirs(params)
+            made = (self._search_stages(ph, [r for r in searches if r.phase == ph.name], inputs_of, dirs)
                     if ph.kind == "search" else
-                    self._train_stages(ph, [j for j in jobs if j.phase == ph.name], warm, inputs_of))
+                    self._train_stages(ph, [j for j in jobs if j.phase == ph.name], warm, inputs_of, dirs))
             phase_of.update((s.name, ph.name) for s in made)
             out += made
         if not measured:
@@ -404,8 +421,15 @@ class Recipe:
     def _input_args(names: Iterable[str], given: Mapping[str, str]) -> list[str]:
         return [w for n in names for w in ("--input", f"{n}={given[n]}")]
 
-    def _search_stages(self, ph: Phase, runs: list[SearchRun], inputs_of) -> list[Stage]:
+    @staticmethod
+    def _data_args(dirs) -> tuple[list[str], list[str]]:
+        """The ``--hr``/``--lr`` arguments and their deps (no ``--lr`` when there is none)."""
+        hr, lr = dirs[0], dirs[1]
+        return (["--hr", hr] + (["--lr", lr] if lr else []), [hr] + ([lr] if lr else []))
+
+    def _search_stages(self, ph: Phase, runs: list[SearchRun], inputs_of, dirs) -> list[Stage]:
         p, split, out = self.name, self.split_file(), []
+        data_args, data_deps = self._data_args(dirs)
         phase_arg = [] if ph.name == "search" else ["--phase", ph.name]
         for r in runs:
             run = r.run
@@ -417,9 +441,9 @@ class Recipe:
             out.append(Stage(
                 name, "pipeline.search",
                 ("--paper", p, "--variant", r.variant, "--seed", str(r.seed), *phase_arg,
-                 "--hr", HR, "--lr", LR, "--split", split, *self._input_args(ph.inputs, r.inputs),
+                 *data_args, "--split", split, *self._input_args(ph.inputs, r.inputs),
                  "--checkpoints", self.checkpoint_dir(name), "--out", self.search_dir(run)),
-                (HR, LR, split, *inputs_of[name].values()), (self.search_dir(run),), self.search_keys(),
+                (*data_deps, split, *inputs_of[name].values()), (self.search_dir(run),), self.search_keys(),
                 paper=p, out_dirs=(self.search_dir(run),), threads=TORCH_THREADS, runtime=60 * 24, gpu=1))
             derive = f"derive_{p}_{run}".replace("-", "_")
             inputs_of[derive] = {n: r.derive_inputs[n] for n in ph.derive_inputs}
@@ -440,8 +464,10 @@ class Recipe:
                 for m in self.measurements(params)]
 
     def _train_stages(self, ph: Phase, jobs: list[RetrainJob], warm: Mapping[int, int | None],
-                      inputs_of) -> list[Stage]:
+                      inputs_of, dirs) -> list[Stage]:
         p, split, out = self.name, self.split_file(), []
+        data_args, data_deps = self._data_args(dirs)
+        bench, inputs_root = dirs[2], dirs[3]
         phase_arg = [] if ph.name == "retrain" else ["--phase", ph.name]
         for job in jobs:
             self._check_given(ph, job.inputs, f"{p} retrain job {job.run!r}")
@@ -457,10 +483,11 @@ class Recipe:
                 init = self.model_file(job.run, source) if source is not None else None
                 given = job.inputs_at(scale)
                 inputs_of[name] = {n: given[n] for n in ph.inputs}
+                noise = () if job.sigma is None else ("--sigma", f"{job.sigma:g}")
                 args = ["--paper", p, "--variant", job.variant, "--seed", str(job.seed), *phase_arg,
-                        "--genotype", job.genotype, "--scale", str(scale), "--hr", HR, "--lr", LR,
+                        "--genotype", job.genotype, "--scale", str(scale), *noise, *data_args,
                         "--split", split, *self._input_args(ph.inputs, given)]
-                deps = [HR, LR, split, job.genotype, *inputs_of[name].values()]
+                deps = [*data_deps, split, job.genotype, *inputs_of[name].values()]
                 if init:
                     args += ["--init", init]
                     deps.append(init)
@@ -470,10 +497,10 @@ class Recipe:
                                  self.retrain_keys(), paper=p, threads=TORCH_THREADS, runtime=60 * 24 * 3, gpu=1))
                 out.append(Stage(
                     f"evaluate_{p}_{job.run}_x{scale}".replace("-", "_"), "pipeline.evaluate",
-                    ("--model", "trained", "--weights", model, "--scale", str(scale),
-                     "--benchmark-root", BENCH, "--lr-root", LR_BENCH, "--sets", "all", "--no-progress",
+                    ("--model", "trained", "--weights", model, "--scale", str(scale), *noise,
+                     "--benchmark-root", bench, "--lr-root", inputs_root, "--sets", "all", "--no-progress",
                      "--out", self.eval_file(job.run, scale)),
-                    (BENCH, LR_BENCH, model), (self.eval_file(job.run, scale),),
+                    (bench, inputs_root, model), (self.eval_file(job.run, scale),),
                     ("evaluate.grey", "device", "cuda"), paper=p, threads=TORCH_THREADS, runtime=60))
                 # Counted from the trained model file: the network with exactly the
                 # construction settings (width, decoder, ...) the retraining used.
@@ -575,7 +602,7 @@ def split_images(data: tuple[Path, Path], split: dict, scale: int, *parts: str):
 
     hr_dir, lr_dir = data
     files = [f for part in (parts or split["parts"]) for f in split_files(hr_dir, split, part)]
-    return PairedImages(files, lr_dir / "train", scale)
+    return PairedImages(files, lr_dir / "train" if lr_dir is not None else None, scale)
 
 
 # The papers' recipes by name; each paper module registers its own (see srnas.catalog).

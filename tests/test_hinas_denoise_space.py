@@ -142,13 +142,15 @@ OP_PARAMS = {
 }
 
 
-def _hand_count(genotype, W, ch, decoder):
+def _hand_count(genotype, W, ch, decoder, cell_widths=None):
+    """``cell_widths``: the per-layer cell width C (per node) instead of the path's levels."""
     N = len(genotype.payload["cells"][0])
     widths = {0: W, 1: round(1.5 * W), 2: 2 * W}
+    if cell_widths is None:
+        cell_widths = [widths[level] for level in genotype.payload["path"]]
     total = _conv(ch, W, 3) + _conv(W, W, 3)                  # start part: two 3x3 convs
     outs = [W, W]
-    for cell, level in zip(genotype.payload["cells"], genotype.payload["path"]):
-        C = widths[level]
+    for cell, C in zip(genotype.payload["cells"], cell_widths):
         total += _conv(outs[-2], C, 1, False) + _bn(C)        # f of Eq. 5 on s0
         total += _conv(outs[-1], C, 1, False) + _bn(C)        # f of Eq. 5 on s1
         total += sum(OP_PARAMS[op](C) for node in cell for _, op in node)
@@ -170,6 +172,69 @@ def test_exact_parameter_count_of_a_hand_specified_denoiser(channels, decoder):
     g2 = hinas_genotype(CELLS, [1, 1, 0])
     net2 = HiNASNet(g2, 1, width=6, in_channels=channels, decoder=decoder)
     assert sum(p.numel() for p in net2.parameters()) == _hand_count(g2, 6, channels, decoder)
+
+
+def test_manual_widths_parameter_count_matches_the_hand_formula():
+    # Section 4.2.2: HiNAS-w40 (every cell 40 wide) and HiNAS-wm (20, then doubled) at tiny
+    # scale: basic width W = 4, cells 8, 8, 8 and 2, 4, 8 per node; the path is ignored.
+    g = hinas_genotype(CELLS, [0, 1, 2])
+    for widths in ([8, 8, 8], [2, 4, 8], [5, 3, 7]):
+        for decoder in ("paper", "released"):
+            net = HiNASNet(g, 1, width=4, decoder=decoder, widths=widths)
+            assert net.widths == widths
+            assert sum(p.numel() for p in net.parameters()) == _hand_count(g, 4, 1, decoder, widths)
+    # One number written out (W = 4, grey, paper decoder, N = 4, cells C = 2, 4, 8):
+    # start 40 + 148 = 188;
+    # cell 0 (C=2): pre 12 + 12; ops 0+40, 40+52, 40+116, 0+104 -> 416;
+    # cell 1 (C=4): pre 24 + 40 (from 8 channels); ops 152+120, 408+0, 248+152, 152+152 -> 1448;
+    # cell 2 (C=8): pre 80 + 144 (from 16); ops 560+0, 592+592, 304+592, 1616+592 -> 5072;
+    # decoder 32*4*9+4 + 4*9+1 = 1193.  Total 8317.
+    assert _hand_count(g, 4, 1, "paper", [2, 4, 8]) == 8317
+    assert sum(p.numel() for p in HiNASNet(g, 1, width=4, widths=[2, 4, 8]).parameters()) == 8317
+
+
+@pytest.mark.parametrize("path", [[0, 1, 2], [1, 2, 1], [1, 1, 0]])
+def test_widths_equal_to_the_level_widths_build_the_default_network(path):
+    g = hinas_genotype(CELLS, path)
+    levels = [{0: 4, 1: 6, 2: 8}[t] for t in path]
+    torch.manual_seed(3)
+    default = HiNASNet(g, 1, width=4).eval()
+    torch.manual_seed(3)
+    manual = HiNASNet(g, 1, width=4, widths=levels).eval()
+    assert default.widths == levels
+    assert {k: v.shape for k, v in default.state_dict().items()} == \
+        {k: v.shape for k, v in manual.state_dict().items()}
+    x = _image(1)
+    with torch.no_grad():
+        assert torch.equal(default(x), manual(x))
+
+
+def test_widths_round_trip_through_a_model_file(tmp_path):
+    from srnas.modelfile import load_model, save_model
+
+    torch.manual_seed(0)
+    net = HiNASNet(GENOTYPE, 1, width=4, widths=[3, 6, 5]).eval()
+    save_model(tmp_path / "m.pt", net, GENOTYPE, 1, kwargs={"width": 4, "widths": [3, 6, 5]})
+    loaded, info = load_model(tmp_path / "m.pt")
+    assert info["kwargs"]["widths"] == [3, 6, 5] and loaded.widths == [3, 6, 5]
+    x = _image(1)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), net(x))
+
+
+@pytest.mark.parametrize("widths, message", [
+    ([8, 8], r"widths: expected a list of 3 positive integers \(one per layer of the genotype\), got \[8, 8\]"),
+    ([8, 8, 8, 8], r"widths: expected a list of 3 .* got \[8, 8, 8, 8\]"),
+    (8, r"widths: expected a list of 3 .* got 8"),
+    ([8, 8.0, 8], r"widths\[1\]: expected a positive integer, got 8.0"),
+    ([8, "8", 8], r"widths\[1\]: expected a positive integer, got '8'"),
+    ([True, 8, 8], r"widths\[0\]: expected a positive integer, got True"),
+    ([8, 8, 0], r"widths\[2\]: expected a positive integer, got 0"),
+    ([8, -1, 8], r"widths\[1\]: expected a positive integer, got -1"),
+])
+def test_bad_widths_name_the_value(widths, message):
+    with pytest.raises(SrnasError, match=message):
+        HiNASNet(GENOTYPE, 1, width=4, widths=widths)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

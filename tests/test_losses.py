@@ -11,6 +11,8 @@ import torch
 
 from srnas.errors import SrnasError
 from srnas.losses import (
+    HINAS_SSIM_WEIGHT,
+    HINAS_VARIANTS,
     LOSSES,
     WeightedLoss,
     build_loss,
@@ -199,6 +201,23 @@ def test_hinas_loss_variants():
     assert hinas_loss(x, x, "paper").item() == 0.0
     with pytest.raises(SrnasError, match="variant"):
         hinas_loss(x, x, "other")
+
+
+def test_hinas_mse_variant_is_the_pixel_term_alone():
+    import torch.nn.functional as F
+
+    assert HINAS_VARIANTS == ("paper", "released", "mse")
+    g = torch.Generator().manual_seed(2)
+    a = torch.rand(2, 3, 16, 16, generator=g, dtype=torch.float64) * 255
+    b = torch.rand(2, 3, 16, 16, generator=g, dtype=torch.float64) * 255
+    mse = hinas_loss(a, b, "mse")
+    assert torch.allclose(mse, F.mse_loss(a / 255, b / 255), rtol=1e-12, atol=0)
+    paper = hinas_loss(a, b, "paper")
+    assert torch.allclose(paper - mse, HINAS_SSIM_WEIGHT * log_ssim_loss(a, b), rtol=1e-10, atol=1e-14)
+    assert HINAS_SSIM_WEIGHT == 0.6                                       # Eq. (7)
+    assert hinas_loss(a, a.clone(), "mse").item() == 0.0
+    assert hinas_loss(a[..., :4, :4], b[..., :4, :4], "mse").item() > 0   # no SSIM window needed
+    assert LOSSES.get("hinas")(variant="mse")(a, b).item() == mse.item()
 
 
 # ------------------------------------------------------------------- registry, weighted

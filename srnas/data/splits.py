@@ -23,7 +23,8 @@ SPLIT_SCHEMA_DOC = """\
 Split spec (`<paper>.split`):
 
     split:
-      pool: df2k          # df2k (DIV2K train + Flickr2K, 3450) or div2k (DIV2K train, 800)
+      pool: df2k          # df2k (DIV2K train + Flickr2K, 3450), div2k (DIV2K train, 800) or
+                          # bsd500 (BSD500 train + val, 300)
       parts:              # contiguous blocks of the sorted pool, in this order
         train: 3000       # a positive count, or `rest` (at most one part: what is left)
         valid: 450
@@ -42,6 +43,9 @@ valid/ folder); the split's manifest says so.
 POOLS: dict[str, tuple[int, tuple[str, ...]]] = {
     "df2k": (3450, ("div2k_", "flickr2k_")),
     "div2k": (800, ("div2k_",)),
+    # BSD500 train + val (HiNAS denoising): no data.source prepares it yet; on local or
+    # sample data the pool is every training image, as for the others.
+    "bsd500": (300, ("bsd500_",)),
 }
 VALID_POOLS: dict[str, tuple[int, tuple[str, ...]]] = {
     "div2k_valid": (100, ("div2kvalid_",)),

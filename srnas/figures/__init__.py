@@ -16,7 +16,8 @@ without plotting code:
 - ``<paper>/training``: loss and learning rate of every retrained model file (the history
   the retrain bodies store in the file's meta), one PNG per paper;
 - ``<paper>/crops``: HR / Bicubic / each trained model on fixed crops of the benchmark
-  images, one PNG per scale and set (:mod:`srnas.figures.crops`);
+  images, one PNG per scale and set; for denoisers, clean / noisy / each model, one PNG per
+  sigma and set (:mod:`srnas.figures.crops`);
 - ``<paper>/genotypes``: every genotype the paper's stages derive or retrain, and the
   published genotypes of its search space packaged in ``srnas/genotypes``, drawn by
   :func:`srnas.figures.diagrams.draw_genotype` (PNG and SVG).

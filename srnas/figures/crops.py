@@ -10,6 +10,11 @@ each model's. Inputs are those of the evaluate stages: the LR image of ``data/lr
 evaluation protocol (``scale`` pixels shaved, the number the evaluate JSON holds) and of the
 crop shown (no shave). Pixels are drawn unsmoothed.
 
+Denoisers (retrain jobs with a ``sigma``) get ``n<sigma>_<set>.png`` instead: the clean
+image, the noisy input of the evaluate stage's noisy set (checked against its manifest) and
+each denoiser's output on it, on the same centred crop; PSNRs on the grey image, whole
+(as evaluated, no shave) and the crop.
+
 torch and matplotlib are imported inside :func:`render_crops`.
 """
 
@@ -34,17 +39,34 @@ PANEL_IN = 2.1        # inches per panel
 
 
 def trained_models(recipe: Any, params: Params) -> dict[int, list[tuple[str, str]]]:
-    """{scale: [(label, model file)]} of the recipe's retrainings."""
+    """{scale: [(label, model file)]} of the recipe's SR retrainings (denoisers, jobs with
+    a ``sigma``, have no bicubic/HR crops to stand beside)."""
     out: dict[int, list[tuple[str, str]]] = {}
     for job in recipe.retrain_jobs(params):
+        if getattr(job, "sigma", None) is not None:
+            continue
         for s in job.scales:
             out.setdefault(s, []).append((job.label, recipe.model_file(job.run, s)))
     return dict(sorted(out.items()))
 
 
+def denoisers(recipe: Any, params: Params) -> dict[float, list[tuple[str, str]]]:
+    """{sigma: [(label, model file)]} of the recipe's denoising retrainings."""
+    out: dict[float, list[tuple[str, str]]] = {}
+    for job in recipe.retrain_jobs(params):
+        if getattr(job, "sigma", None) is not None:
+            out.setdefault(job.sigma, []).append((job.label, recipe.model_file(job.run, 1)))
+    return dict(sorted(out.items()))
+
+
 def crops_inputs(recipe: Any, params: Params) -> list[str]:
     models = [path for pairs in trained_models(recipe, params).values() for _, path in pairs]
-    return [BENCH, LR_BENCH, *models] if models else []
+    out = [BENCH, LR_BENCH, *models] if models else []
+    noisy = [path for pairs in denoisers(recipe, params).values() for _, path in pairs]
+    if noisy:
+        _, _, bench, inputs = recipe.data_dirs(params)
+        out += [bench, inputs, *noisy]
+    return list(dict.fromkeys(out))
 
 
 def crop_box(lr_shape: Sequence[int], size: int = CROP_LR) -> tuple[int, int, int]:
@@ -115,10 +137,71 @@ def render_crops(recipe: Any, params: Params, out: Path) -> list[Path]:
                 if rows:
                     written.append(_draw(recipe.name, set_name, scale, rows,
                                          out / f"x{scale}_{set_name}.png"))
+        written += _render_denoising(recipe, params, out, device)
     return written
 
 
-def _draw(paper: str, set_name: str, scale: int, rows, path: Path) -> Path:
+def _grey_rgb(img: np.ndarray) -> np.ndarray:
+    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+
+
+def denoising_panels(clean: np.ndarray, noisy: np.ndarray, models: Sequence[tuple[str, Any]],
+                     size: int = CROP_LR) -> tuple[list[Panel], tuple[int, int, int]]:
+    """Clean (crop marked), the clean crop, the noisy input and each ``(label, denoise)``,
+    ``denoise(noisy) -> uint8``; PSNR on the whole image (no shave) and on the crop."""
+    from srnas.metrics import psnr
+
+    top, left, side = crop_box(clean.shape, size)
+
+    def crop(img):
+        return img[top:top + side, left:left + side]
+
+    panels = [Panel("Clean (crop marked)", _grey_rgb(clean)), Panel("Clean", _grey_rgb(crop(clean)))]
+    as_uint8 = np.clip(np.floor(noisy.astype(np.float64) + 0.5), 0, 255).astype(np.uint8)
+    for label, out in [("Noisy input", as_uint8), *((lab, fn(noisy)) for lab, fn in models)]:
+        whole = psnr(out.reshape(out.shape[0], -1), clean.reshape(clean.shape[0], -1))
+        part = psnr(crop(out).reshape(side, -1), crop(clean).reshape(side, -1))
+        panels.append(Panel(label, _grey_rgb(crop(out)), whole, part))
+    return panels, (top, left, side)
+
+
+def _render_denoising(recipe: Any, params: Params, out: Path, device) -> list[Path]:
+    import torch
+
+    from srnas.data.images import set_names
+    from srnas.denoising import noisy_set_dir, read_noisy_set
+    from srnas.modelfile import load_model
+
+    def denoise_fn(model):
+        def run(noisy: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(np.ascontiguousarray(noisy)).float()
+            x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+            with torch.inference_mode():
+                y = model(x)[0]
+            y = y[0].numpy() if noisy.ndim == 2 else y.permute(1, 2, 0).numpy()
+            return np.clip(np.floor(y.astype(np.float64) + 0.5), 0, 255).astype(np.uint8)
+        return run
+
+    written = []
+    groups = denoisers(recipe, params)
+    if not groups:
+        return written
+    _, _, bench, inputs = recipe.data_dirs(params)
+    for sigma, pairs in groups.items():
+        models = [(label, denoise_fn(load_model(path, device)[0].eval())) for label, path in pairs]
+        for set_name in set_names(bench):
+            _, images = read_noisy_set(noisy_set_dir(inputs, set_name, sigma))
+            rows = [(key, *denoising_panels(clean, noisy, models))
+                    for key, (noisy, clean) in list(images.items())[:CROP_IMAGES]]
+            if rows:
+                written.append(_draw(recipe.name, set_name, 1, rows, out / f"n{sigma:g}_{set_name}.png",
+                                     title=f"{recipe.name}: denoising, sigma {sigma:g}, on {set_name}, centred "
+                                           f"{rows[0][2][2]}-pixel crops\nPSNR (grey): whole image, as "
+                                           f"evaluated, and the crop shown"))
+    return written
+
+
+def _draw(paper: str, set_name: str, scale: int, rows, path: Path, title: str | None = None) -> Path:
     from matplotlib.patches import Rectangle
 
     from srnas.figures.plots import FONT, new_figure, save_png
@@ -145,7 +228,7 @@ def _draw(paper: str, set_name: str, scale: int, rows, path: Path) -> Path:
         for ax in axes[len(panels):]:
             ax.set_axis_off()
     side = rows[0][2][2]
-    fig.suptitle(f"{paper}: x{scale} on {set_name}, centred {side}x{side} LR-pixel crops "
+    fig.suptitle(title or f"{paper}: x{scale} on {set_name}, centred {side}x{side} LR-pixel crops "
                  f"({side * scale}x{side * scale} HR pixels)\nPSNR on Y: whole image (shave {scale}, as "
                  f"evaluated) and the crop shown", fontsize=FONT + 1)
     return save_png(fig, path)

@@ -8,7 +8,7 @@ it imports torch (and the training stack) only inside the functions that use it,
 reading params and building the stage table stay torch-free.
 """
 
-from srnas.papers import common, dlsr, hinas, hnas, tpsr, trilevelnas  # noqa: F401  (common: the bicubic baseline, shared rows)
+from srnas.papers import common, dlsr, hinas, hinas_dn, hnas, tpsr, trilevelnas  # noqa: F401  (common: the bicubic baseline, shared rows)
 from srnas.recipe import PAPERS
 
 common._register_table2()

@@ -1,5 +1,6 @@
 """HiNAS: Memory-Efficient Hierarchical NAS for Image Restoration (Zhang et al.;
-papers/001_51f8eaf1c20e01d5.txt; facts in FACTS.md §3). SR part only.
+papers/001_51f8eaf1c20e01d5.txt; facts in FACTS.md §3). SR part; denoising is
+srnas/papers/hinas_dn.py.
 
 - Search space: :mod:`srnas.spaces.hinas` (per-layer cells of 3 nodes over the 7 HiNAS
   ops; three widths W x [1, 1.5, 2] per layer, cell sharing Eq. 5; residual to bicubic).

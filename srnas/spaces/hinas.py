@@ -45,6 +45,22 @@ ASPP-like head: 1x1 and dilated 3x3 (d = 1, 2, 3) branches in parallel, concaten
 works internally in [0, 1] (HiNAS trains on [0, 1] images). ``nf`` (the feature-count
 name the other spaces use) is accepted as an alias of the basic width ``width``.
 
+Manual cell widths (``HiNASNet(..., widths=[C_0, ..., C_{L-1}])``; section 4.2.2, Table 3,
+Figure 7). The paper compares the searched widths (HiNAS-ws) with two manual settings that
+keep the searched cells: "The width of each cell are set to 40 for HiNAS-w40. In HiNAS-wm,
+we set the basic width of the first cell to 20, then double the basic width cell by cell."
+Reading: the width of a cell is the width section 3.2 gives cell C_l^i, "widths
+gamma^0 x W, gamma^1 x W and gamma^2 x W, where W is the basic width ... The channel width
+of h_l^i is 2^i N W, where N is the number of nodes" (with gamma = 1, 1.5, 2 here), i.e. the
+per-node channel count C that ``Cell`` and ``Preprocess`` use (``level_width(W, t)``), whose
+output is N * C channels; not the output's N * C. So HiNAS-w40 is ``widths=[40, 40, 40]``
+and HiNAS-wm ``widths=[20, 40, 80]`` (3 denoising cells). The other reading (N * C = 40,
+C = 10 at N = 4) would make w40 narrower than every cell of the searched net at the
+retraining W = 20 (C in 20, 30, 40), against Table 3 where w40 has more parameters (0.57M)
+than ws (0.34M). ``widths`` replaces the level widths only: the path is then ignored for
+the widths (it still is part of the genotype), and the start part and the decoder keep the
+basic width ``width``.
+
 Denoising (``scale=1``; section 4.1 "Search settings", Figure 4a, Eq. 7). The task is the
 output of the input's size, so ``scale=1`` means denoising and nothing else (an "x1 SR"
 is not a task): the decoder predicts ``out_channels`` maps at the input's size (no pixel
@@ -307,6 +323,17 @@ def _check(scale: int, width: int, decoder: str) -> None:
         raise SrnasError(f"decoder: unknown {decoder!r}; known: {', '.join(DECODERS)}")
 
 
+def _check_widths(widths, layers: int) -> list[int]:
+    """``HiNASNet``'s manual per-layer cell widths: a list (or tuple) of ``layers`` ints >= 1."""
+    if not isinstance(widths, (list, tuple)) or len(widths) != layers:
+        raise SrnasError(f"widths: expected a list of {layers} positive integers (one per layer "
+                         f"of the genotype), got {widths!r}")
+    for i, C in enumerate(widths):
+        if isinstance(C, bool) or not isinstance(C, int) or C < 1:
+            raise SrnasError(f"widths[{i}]: expected a positive integer, got {C!r} (in widths={widths!r})")
+    return [int(C) for C in widths]
+
+
 def _residual_mode(residual) -> str | None:
     """True / "add": skip + f; "subtract": skip - f (released denoisers); False: none."""
     if isinstance(residual, str):
@@ -372,11 +399,18 @@ class HiNASNet(_Framework):
     denoising (``width=None``; FACTS.md §3, the module docstring); one cell per layer at
     the decoded level of ``genotype.path``. ``scale=1`` is denoising (output of the input's
     size); ``in_channels`` defaults to 3 for SR and 1 (grey) for denoising, ``out_channels``
-    to ``in_channels``."""
+    to ``in_channels``.
+
+    ``widths`` (section 4.2.2's manual widths, the module docstring): one positive int per
+    layer of the genotype, the per-layer basic cell width C (per node; the cell outputs
+    nodes * C channels) used instead of ``level_width(width, path[l])``; the path is then
+    ignored for the widths, while the start part and the decoder keep ``width``. None (the
+    default) uses the path's level widths. E.g. HiNAS-w40 = ``[40, 40, 40]``, HiNAS-wm =
+    ``[20, 40, 80]``."""
 
     def __init__(self, genotype: Genotype, scale: int, width: int | None = None, residual: bool | str = True,
                  decoder: str = "paper", in_channels: int | None = None, nf: int | None = None,
-                 out_channels: int | None = None):
+                 out_channels: int | None = None, widths: Sequence[int] | None = None):
         super().__init__()
         width = width if nf is None else nf
         if not isinstance(genotype, Genotype) or genotype.space != "hinas":
@@ -386,11 +420,14 @@ class HiNASNet(_Framework):
         self.genotype = genotype
         cells, path = genotype.payload["cells"], genotype.payload["path"]
         nodes = len(cells[0])
+        if widths is None:
+            self.widths = [level_width(width, level) for level in path]
+        else:
+            self.widths = _check_widths(widths, len(cells))
         self.stem = Stem(self.in_channels, width)
         outs = [width, width]          # channels of h_{l-2}, h_{l-1} (the stem for both at l = 0)
         self.pre0, self.pre1, self.cells = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
-        for cell, level in zip(cells, path):
-            C = level_width(width, level)
+        for cell, C in zip(cells, self.widths):
             self.pre0.append(Preprocess(outs[-2], C))
             self.pre1.append(Preprocess(outs[-1], C))
             self.cells.append(Cell(C, cell))
