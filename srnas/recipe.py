@@ -214,6 +214,11 @@ class Recipe:
         (denoising) gives None and its stages get no ``--lr``."""
         return HR, LR, BENCH, LR_BENCH
 
+    def data_keys(self) -> tuple[str, ...]:
+        """Params keys :meth:`data_dirs` reads besides the recipe's own block (a stage that
+        calls it at run time, such as the crops figure, declares them)."""
+        return ()
+
     # ---- what to run (subclasses) -------------------------------------------------------
     def search_runs(self, params: Params) -> list[tuple[str, int] | SearchRun]:
         """The searches: :class:`SearchRun` specs, or (variant, seed) pairs (shorthand for a

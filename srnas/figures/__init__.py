@@ -137,7 +137,9 @@ def genotype_files(recipe: Recipe, params: Params) -> list[str]:
 
 def _paper_specs(recipe: Recipe) -> list[FigureSpec]:
     p = recipe.name
-    keys = (p,)   # the paper's block: its runs, jobs, variants, seeds and scales
+    # The paper's block (its runs, jobs, variants, seeds and scales) and what its data
+    # folders depend on.
+    keys = (p, *recipe.data_keys())
     return [
         FigureSpec(f"{p}/search", inputs=lambda params: plots.search_inputs(recipe, params),
                    render=lambda params, out: plots.render_search(recipe, params, out),

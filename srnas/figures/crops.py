@@ -123,10 +123,11 @@ def render_crops(recipe: Any, params: Params, out: Path) -> list[Path]:
     from srnas.zoo import MODELS
 
     device = torch.device("cpu")
-    lr_folder = LRFolder(LR_BENCH)
+    sr_models = trained_models(recipe, params)
+    lr_folder = LRFolder(LR_BENCH) if sr_models else None   # a denoising recipe reads no LR images
     written = []
     with _rc():
-        for scale, pairs in trained_models(recipe, params).items():
+        for scale, pairs in sr_models.items():
             models = [(label, MODELS.get("trained").build(scale, Path(path), device)) for label, path in pairs]
             for set_name in set_names(BENCH):
                 rows = []
@@ -195,13 +196,13 @@ def _render_denoising(recipe: Any, params: Params, out: Path, device) -> list[Pa
                     for key, (noisy, clean) in list(images.items())[:CROP_IMAGES]]
             if rows:
                 written.append(_draw(recipe.name, set_name, 1, rows, out / f"n{sigma:g}_{set_name}.png",
-                                     title=f"{recipe.name}: denoising, sigma {sigma:g}, on {set_name}, centred "
+                                     heading=f"{recipe.name}: denoising, sigma {sigma:g}, on {set_name}, centred "
                                            f"{rows[0][2][2]}-pixel crops\nPSNR (grey): whole image, as "
                                            f"evaluated, and the crop shown"))
     return written
 
 
-def _draw(paper: str, set_name: str, scale: int, rows, path: Path, title: str | None = None) -> Path:
+def _draw(paper: str, set_name: str, scale: int, rows, path: Path, heading: str | None = None) -> Path:
     from matplotlib.patches import Rectangle
 
     from srnas.figures.plots import FONT, new_figure, save_png
@@ -228,7 +229,7 @@ def _draw(paper: str, set_name: str, scale: int, rows, path: Path, title: str | 
         for ax in axes[len(panels):]:
             ax.set_axis_off()
     side = rows[0][2][2]
-    fig.suptitle(title or f"{paper}: x{scale} on {set_name}, centred {side}x{side} LR-pixel crops "
+    fig.suptitle(heading or f"{paper}: x{scale} on {set_name}, centred {side}x{side} LR-pixel crops "
                  f"({side * scale}x{side * scale} HR pixels)\nPSNR on Y: whole image (shave {scale}, as "
                  f"evaluated) and the crop shown", fontsize=FONT + 1)
     return save_png(fig, path)

@@ -247,6 +247,9 @@ class HiNASDenoiseRecipe(Recipe):
     def warm_starts(self, params):
         return {}          # one network per sigma, each from scratch (one config per sigma)
 
+    def data_keys(self):
+        return ("data.source",)
+
     def data_dirs(self, params):
         if data_source(params) == "bsd500":
             return f"{BSD}/hr", None, f"{BSD}/benchmarks", f"{BSD}/noisy_benchmarks"
