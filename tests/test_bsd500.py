@@ -218,3 +218,26 @@ def test_fetch_pinned_and_trust_on_first_use(tmp_path):
     fetch_bsd500(tmp_path / "tofu", url=mirror.as_uri(), sha256=None, progress=False)
     dest = extract_bsd500(tmp_path / "tofu" / ARCHIVE_NAME, tmp_path / "x")
     assert len(split_bsd500(dest, local=True)["train"]) == 3
+
+
+def test_prepare_stage_extracts_the_downloaded_archive_and_writes_the_paper_split(tmp_path, monkeypatch):
+    """pipeline.prepare_data --source bsd500 without --local: the fetched archive (here a tiny
+    one in the official layout, handed over by a stand-in for the download) goes through the
+    real extraction and split; 300 training PNGs and BSD200."""
+    import srnas.data.bsd500 as bsd500
+    from pipeline.prepare_data import prepare_bsd500
+    from srnas.data.download import Downloaded
+    from srnas.io import read_json
+
+    archive = _official(tmp_path / "dl" / ARCHIVE_NAME)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    monkeypatch.setattr(bsd500, "fetch_bsd500", lambda d, progress=True: Downloaded(archive, digest))
+    metrics = prepare_bsd500(tmp_path / "hr", tmp_path / "bench", download_dir=tmp_path / "dl", local=None,
+                             progress=False)
+    assert metrics["n_train"] == 300 and metrics["n_test"] == 200
+    train = sorted(p.name for p in (tmp_path / "hr/train").glob("*.png"))
+    assert len(train) == 300 and train[0] == f"bsd500_{sorted(NAMES['train'] + NAMES['val'])[0]}.png"
+    assert len(list((tmp_path / "bench/BSD200/HR").glob("*.png"))) == 200
+    manifest = read_json(tmp_path / "hr/manifest.json")
+    assert manifest["sha256"] == digest and manifest["counts"] == {"train": 300}
+    assert (tmp_path / "dl/BSR_bsds500" / IMAGES_DIR / "test").is_dir()     # extracted beside the download
