@@ -86,12 +86,7 @@ def main(argv=None) -> int:
         raise SrnasError(f"model {args.model!r} needs --weights FILE")
     if weights is not None and not weights.is_file():
         raise SrnasError(f"--weights {weights}: file not found")
-    requested = None if args.sets == "all" else [s for s in args.sets.split(",") if s]
-    present, absent = available_sets(args.benchmark_root, requested)
-    for name in absent:
-        log.warning("set %s is not under %s: skipped", name, args.benchmark_root)
-    if not present:
-        raise SrnasError(f"none of the sets {requested or '(any)'} is under {args.benchmark_root}")
+    present, absent = _sets(args)
     grey = params.get("evaluate.grey")
     device = pick_device(params.get("device"))
     upscaler = entry.build(args.scale, weights, device)
@@ -146,6 +141,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def _sets(args) -> tuple[dict, list[str]]:
+    """The requested sets present under --benchmark-root (absent ones warned about); none is an error."""
+    requested = None if args.sets == "all" else [s for s in args.sets.split(",") if s]
+    present, absent = available_sets(args.benchmark_root, requested)
+    for name in absent:
+        log.warning("set %s is not under %s: skipped", name, args.benchmark_root)
+    if not present:
+        raise SrnasError(f"none of the sets {requested or '(any)'} is under {args.benchmark_root}")
+    return present, absent
+
+
 def _denoise(args, params, outputs) -> int:
     """``--sigma``: a trained denoiser on the noisy sets (module docstring)."""
     from srnas.denoising import evaluate_noisy_set, noisy_set_dir
@@ -162,12 +168,7 @@ def _denoise(args, params, outputs) -> int:
                          "no --metrics)")
     if args.weights is None or not Path(args.weights).is_file():
         raise SrnasError(f"--weights {args.weights}: file not found")
-    requested = None if args.sets == "all" else [s for s in args.sets.split(",") if s]
-    present, absent = available_sets(args.benchmark_root, requested)
-    for name in absent:
-        log.warning("set %s is not under %s: skipped", name, args.benchmark_root)
-    if not present:
-        raise SrnasError(f"none of the sets {requested or '(any)'} is under {args.benchmark_root}")
+    present, _ = _sets(args)
     device = pick_device(params.get("device"))
     model, info = load_model(args.weights, device)
     if info["scale"] != 1:

@@ -43,7 +43,8 @@ from srnas.errors import SrnasError
 from srnas.io import read_json
 from srnas.metrics import psnr, ssim
 
-__all__ = ["CleanImages", "evaluate_noisy_set", "noisy_set_dir", "sample_noisy_batch", "score_denoised"]
+__all__ = ["CleanImages", "evaluate_noisy_set", "noisy_set_dir", "run_denoiser", "sample_noisy_batch",
+           "score_denoised", "to_uint8"]
 
 
 def noisy_set_dir(root: str | Path, set_name: str, sigma: float) -> Path:
@@ -145,8 +146,21 @@ def score_denoised(out: np.ndarray, clean: np.ndarray) -> dict[str, float]:
             "ssim": float(np.mean([ssim(out[..., c], clean[..., c]) for c in range(clean.shape[2])]))}
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Round half up and clip to uint8 (how outputs are scored)."""
     return np.clip(np.floor(np.asarray(x, dtype=np.float64) + 0.5), 0, 255).astype(np.uint8)
+
+
+def run_denoiser(model: Any, noisy: np.ndarray, device: Any = "cpu") -> np.ndarray:
+    """``model`` (float NCHW, 0..255 in and out) on one noisy image (HxW or HxWxC); the
+    output as a float64 array of the same layout, not rounded."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(noisy)).float()
+    x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        y = model(x.to(device)).double().cpu()[0]
+    return y[0].numpy() if noisy.ndim == 2 else y.permute(1, 2, 0).numpy()
 
 
 def _checked(folder: Path, rel: str, want: str) -> Path:
@@ -188,7 +202,6 @@ def evaluate_noisy_set(model: Any, device: Any, folder: str | Path, set_name: st
     """Scores of ``model`` (a denoiser: float NCHW 0..255 in and out) on one noisy set, and
     of the noisy input itself: ``{"psnr", "ssim", "input_psnr", "input_ssim", "sigma",
     "colour", "n", "per_image"}``."""
-    import torch
     from tqdm import tqdm
 
     manifest, pairs = read_noisy_set(folder)
@@ -196,16 +209,12 @@ def evaluate_noisy_set(model: Any, device: Any, folder: str | Path, set_name: st
     per_image = {}
     for key, (noisy, clean) in tqdm(pairs.items(), desc=f"{set_name} sigma {manifest['sigma']:g}",
                                     disable=not progress, leave=False):
-        x = torch.from_numpy(np.ascontiguousarray(noisy))
-        x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
-        with torch.inference_mode():
-            y = model(x.float().to(device)).float().cpu()[0]
-        y = y[0].numpy() if clean.ndim == 2 else y.permute(1, 2, 0).numpy()
+        y = run_denoiser(model, noisy, device)
         bad = int((~np.isfinite(y)).sum())
         if bad:
             raise SrnasError(f"{set_name}/{key}: model output has {bad} non-finite values (NaN or inf)")
-        scores = score_denoised(_to_uint8(y), clean)
-        base = score_denoised(_to_uint8(noisy), clean)
+        scores = score_denoised(to_uint8(y), clean)
+        base = score_denoised(to_uint8(noisy), clean)
         per_image[key] = {**scores, "input_psnr": base["psnr"], "input_ssim": base["ssim"]}
     n = len(per_image)
     mean = {m: float(np.mean([v[m] for v in per_image.values()])) for m in

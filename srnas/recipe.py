@@ -401,9 +401,9 @@ class Recipe:
             self._check_split_parts(params)
         # Read only when something is retrained: the key is declared by the retrain stages.
         warm = self.warm_starts(params) if jobs else {}
-        hr = self.data_dirs(params)[0]
-        out = [Stage(f"split_{p}", "pipeline.split", ("--paper", p, "--hr", hr, "--out", split),
-                     (hr,), (split,), (f"{p}.split", "data.source"), paper=p, mem_mb=1000, runtime=5)]
+        dirs = self.data_dirs(params)
+        out = [Stage(f"split_{p}", "pipeline.split", ("--paper", p, "--hr", dirs[0], "--out", split),
+                     (dirs[0],), (split,), (f"{p}.split", "data.source"), paper=p, mem_mb=1000, runtime=5)]
         phase_of: dict[str, str] = {}      # stage name -> its phase
         inputs_of: dict[str, dict[str, str]] = {}
         measured = False
@@ -411,7 +411,6 @@ class Recipe:
             if ph.kind == "train" and not measured:
                 out += self._measure_stages(params)
                 measured = True
-            dirs = self.data_dirs(params)
             made = (self._search_stages(ph, [r for r in searches if r.phase == ph.name], inputs_of, dirs)
                     if ph.kind == "search" else
                     self._train_stages(ph, [j for j in jobs if j.phase == ph.name], warm, inputs_of, dirs))

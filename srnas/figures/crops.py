@@ -158,8 +158,9 @@ def denoising_panels(clean: np.ndarray, noisy: np.ndarray, models: Sequence[tupl
         return img[top:top + side, left:left + side]
 
     panels = [Panel("Clean (crop marked)", _grey_rgb(clean)), Panel("Clean", _grey_rgb(crop(clean)))]
-    as_uint8 = np.clip(np.floor(noisy.astype(np.float64) + 0.5), 0, 255).astype(np.uint8)
-    for label, out in [("Noisy input", as_uint8), *((lab, fn(noisy)) for lab, fn in models)]:
+    from srnas.denoising import to_uint8
+
+    for label, out in [("Noisy input", to_uint8(noisy)), *((lab, fn(noisy)) for lab, fn in models)]:
         whole = psnr(out.reshape(out.shape[0], -1), clean.reshape(clean.shape[0], -1))
         part = psnr(crop(out).reshape(side, -1), crop(clean).reshape(side, -1))
         panels.append(Panel(label, _grey_rgb(crop(out)), whole, part))
@@ -167,21 +168,12 @@ def denoising_panels(clean: np.ndarray, noisy: np.ndarray, models: Sequence[tupl
 
 
 def _render_denoising(recipe: Any, params: Params, out: Path, device) -> list[Path]:
-    import torch
-
     from srnas.data.images import set_names
-    from srnas.denoising import noisy_set_dir, read_noisy_set
+    from srnas.denoising import noisy_set_dir, read_noisy_set, run_denoiser, to_uint8
     from srnas.modelfile import load_model
 
     def denoise_fn(model):
-        def run(noisy: np.ndarray) -> np.ndarray:
-            x = torch.from_numpy(np.ascontiguousarray(noisy)).float()
-            x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
-            with torch.inference_mode():
-                y = model(x)[0]
-            y = y[0].numpy() if noisy.ndim == 2 else y.permute(1, 2, 0).numpy()
-            return np.clip(np.floor(y.astype(np.float64) + 0.5), 0, 255).astype(np.uint8)
-        return run
+        return lambda noisy: to_uint8(run_denoiser(model, noisy, device))
 
     written = []
     groups = denoisers(recipe, params)

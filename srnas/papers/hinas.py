@@ -83,9 +83,29 @@ VARIANTS = {
 }
 
 
-def _pos(kind=int, default=None, *, zero_ok=False, doc=""):
+def pos_field(kind=int, default=None, *, zero_ok=False, doc=""):
     check = non_negative if zero_ok else positive
     return Field(kind, default, check=check, check_text="must be >= 0" if zero_ok else "must be > 0", doc=doc)
+
+
+def search_schema(*, width: int, layers: int, nodes: int) -> dict:
+    """The ``<block>.search`` schema of a HiNAS search (section 3.3's optimisers); the SR and
+    denoising supernets differ in their sizes only."""
+    return {
+        "width": pos_field(int, width), "layers": pos_field(int, layers), "nodes": pos_field(int, nodes),
+        "lr": pos_field(float, 0.025), "lr_min": pos_field(float, 0.001, zero_ok=True),
+        "momentum": pos_field(float, 0.9, zero_ok=True), "weight_decay": pos_field(float, 3e-4, zero_ok=True),
+        "arch_lr": pos_field(float, 1e-3), "arch_betas": list_of(float, [0.9, 0.999]),
+        "arch_weight_decay": pos_field(float, 1e-3, zero_ok=True),
+    }
+
+
+def retrain_schema(*, width: int) -> dict:
+    """The ``<block>.retrain`` schema of a HiNAS retraining (Adam, cosine to lr_min)."""
+    return {
+        "width": pos_field(int, width), "lr_min": pos_field(float, 1e-6, zero_ok=True),
+        "betas": list_of(float, [0.9, 0.999]), "weight_decay": pos_field(float, 0.0, zero_ok=True),
+    }
 
 
 SCHEMA = {
@@ -107,32 +127,23 @@ SCHEMA = {
         "decoder": Field(str, "paper", choices=("paper", "released")),
         "loss": Field(str, "paper", choices=("paper", "released")),
     },
-    "search": {
-        "width": _pos(int, 8), "layers": _pos(int, 2), "nodes": _pos(int, 3),
-        "lr": _pos(float, 0.025), "lr_min": _pos(float, 0.001, zero_ok=True),
-        "momentum": _pos(float, 0.9, zero_ok=True), "weight_decay": _pos(float, 3e-4, zero_ok=True),
-        "arch_lr": _pos(float, 1e-3), "arch_betas": list_of(float, [0.9, 0.999]),
-        "arch_weight_decay": _pos(float, 1e-3, zero_ok=True),
-    },
-    "retrain": {
-        "width": _pos(int, 16), "lr_min": _pos(float, 1e-6, zero_ok=True),
-        "betas": list_of(float, [0.9, 0.999]), "weight_decay": _pos(float, 0.0, zero_ok=True),
-    },
+    "search": search_schema(width=8, layers=2, nodes=3),
+    "retrain": retrain_schema(width=16),
     "measure": {
-        "batch_size": _pos(int, 2), "patch_hr": _pos(int, 64), "layers": list_of(int, [2, 4, 8]),
-        "repeats": _pos(int, 2),
+        "batch_size": pos_field(int, 2), "patch_hr": pos_field(int, 64), "layers": list_of(int, [2, 4, 8]),
+        "repeats": pos_field(int, 2),
     },
     "budgets": {
         budget: {
             "search": {
-                "steps": _pos(int, s[0]), "warmup_steps": _pos(int, s[1], zero_ok=True),
-                "eval_from": _pos(int, s[2], zero_ok=True), "eval_every": _pos(int, s[3], zero_ok=True),
-                "batch_size": _pos(int, s[4]), "patch_hr": _pos(int, s[5]),
-                "eval_crop_hr": _pos(int, s[6], zero_ok=True), "checkpoint_every": _pos(int, s[7]),
+                "steps": pos_field(int, s[0]), "warmup_steps": pos_field(int, s[1], zero_ok=True),
+                "eval_from": pos_field(int, s[2], zero_ok=True), "eval_every": pos_field(int, s[3], zero_ok=True),
+                "batch_size": pos_field(int, s[4]), "patch_hr": pos_field(int, s[5]),
+                "eval_crop_hr": pos_field(int, s[6], zero_ok=True), "checkpoint_every": pos_field(int, s[7]),
             },
             "retrain": {
-                "steps": _pos(int, r[0]), "lr": _pos(float, r[4]), "batch_size": _pos(int, r[1]),
-                "patch_hr": list_of(int, r[2]), "checkpoint_every": _pos(int, r[3]),
+                "steps": pos_field(int, r[0]), "lr": pos_field(float, r[4]), "batch_size": pos_field(int, r[1]),
+                "patch_hr": list_of(int, r[2]), "checkpoint_every": pos_field(int, r[3]),
             },
         }
         for budget, (s, r) in {

@@ -55,7 +55,7 @@ from srnas.dag import Stage, stage_factory
 from srnas.data.splits import validate_split
 from srnas.errors import SrnasError
 from srnas.io import atomic_write_json, read_json
-from srnas.papers.hinas import VARIANTS
+from srnas.papers.hinas import VARIANTS, pos_field, retrain_schema, search_schema
 from srnas.papers.hinas_dn_tables import (
     PAPER_SET,
     SIGMAS,
@@ -67,17 +67,12 @@ from srnas.papers.hinas_dn_tables import (
     TABLE10,
     TABLE10_MISPRINTS,
 )
-from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
+from srnas.params import Field, flatten, list_of, register_block
 from srnas.recipe import BENCH, HR, NOISY_BENCH, PAPERS, Recipe, RetrainJob, split_files
 from srnas.reports import TABLES, TableSpec
 
 PAPER = "hinas_dn"
 TABLE_DIR = "results/hinas"
-
-
-def _pos(kind=int, default=None, *, zero_ok=False):
-    check = non_negative if zero_ok else positive
-    return Field(kind, default, check=check, check_text="must be >= 0" if zero_ok else "must be > 0")
 
 
 def _sigmas_ok(values) -> bool:
@@ -114,28 +109,19 @@ SCHEMA = {
         "decoder": Field(str, "paper", choices=("paper", "released")),
         "loss": Field(str, "paper", choices=("paper", "released")),
     },
-    "search": {
-        "width": _pos(int, 10), "layers": _pos(int, 3), "nodes": _pos(int, 4),
-        "lr": _pos(float, 0.025), "lr_min": _pos(float, 0.001, zero_ok=True),
-        "momentum": _pos(float, 0.9, zero_ok=True), "weight_decay": _pos(float, 3e-4, zero_ok=True),
-        "arch_lr": _pos(float, 1e-3), "arch_betas": list_of(float, [0.9, 0.999]),
-        "arch_weight_decay": _pos(float, 1e-3, zero_ok=True),
-    },
-    "retrain": {
-        "width": _pos(int, 20), "lr_min": _pos(float, 1e-6, zero_ok=True),
-        "betas": list_of(float, [0.9, 0.999]), "weight_decay": _pos(float, 0.0, zero_ok=True),
-    },
+    "search": search_schema(width=10, layers=3, nodes=4),
+    "retrain": retrain_schema(width=20),
     "budgets": {
         budget: {
             "search": {
-                "steps": _pos(int, s[0]), "warmup_steps": _pos(int, s[1], zero_ok=True),
-                "eval_from": _pos(int, s[2], zero_ok=True), "eval_every": _pos(int, s[3], zero_ok=True),
-                "batch_size": _pos(int, s[4]), "patch": _pos(int, s[5]),
-                "eval_crop": _pos(int, s[6], zero_ok=True), "checkpoint_every": _pos(int, s[7]),
+                "steps": pos_field(int, s[0]), "warmup_steps": pos_field(int, s[1], zero_ok=True),
+                "eval_from": pos_field(int, s[2], zero_ok=True), "eval_every": pos_field(int, s[3], zero_ok=True),
+                "batch_size": pos_field(int, s[4]), "patch": pos_field(int, s[5]),
+                "eval_crop": pos_field(int, s[6], zero_ok=True), "checkpoint_every": pos_field(int, s[7]),
             },
             "retrain": {
-                "steps": _pos(int, r[0]), "lr": _pos(float, r[1]), "batch_size": _pos(int, r[2]),
-                "patch": _pos(int, r[3]), "checkpoint_every": _pos(int, r[4]),
+                "steps": pos_field(int, r[0]), "lr": pos_field(float, r[1]), "batch_size": pos_field(int, r[2]),
+                "patch": pos_field(int, r[3]), "checkpoint_every": pos_field(int, r[4]),
             },
         }
         for budget, (s, r) in {
@@ -424,19 +410,11 @@ def noisy_validation(files, sigmas, convention, crop: int) -> list[tuple]:
 def validation_score(space, valid, device) -> float:
     """HiNAS's model-selection score on Validation V: the mean of SSIM + PSNR/100 over its
     noisy images, outputs clamped and rounded, whole (or cropped) image, no shave."""
-    import numpy as np
-    import torch
-
-    from srnas.denoising import score_denoised
+    from srnas.denoising import run_denoiser, score_denoised, to_uint8
 
     scores = []
     for noisy, clean in valid:
-        x = torch.from_numpy(np.ascontiguousarray(noisy))
-        x = (x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]).float().to(device)
-        y = space(x).detach().double().cpu()[0]
-        y = y[0].numpy() if clean.ndim == 2 else y.permute(1, 2, 0).numpy()
-        out = np.clip(np.floor(y + 0.5), 0, 255).astype(np.uint8)
-        s = score_denoised(out, clean)
+        s = score_denoised(to_uint8(run_denoiser(space, noisy, device)), clean)
         psnr = s["psnr"] if math.isfinite(s["psnr"]) else 100.0
         scores.append(s["ssim"] + psnr / 100.0)
     return sum(scores) / len(scores)
