@@ -13,7 +13,7 @@ import shlex
 
 import yaml
 
-from srnas.dag import all_stages, declared_values
+from srnas.dag import all_stages, declared_values, priorities
 from srnas.figures import report_entries
 from srnas.params import flatten, load_params
 
@@ -64,6 +64,8 @@ def _set_args(keys):
 
 
 STAGES = all_stages(PARAMS)
+# With more ready jobs than cores, the longest chains of declared runtimes start first.
+PRIORITY = priorities(STAGES)
 # A stage that can use a GPU asks the scheduler for one, unless the run is pinned to the CPU
 # (`--config device=cpu`): then no rule requests a GPU.
 _GPU_OK = PARAMS.get("device") != "cpu"
@@ -100,6 +102,7 @@ for _s in STAGES:
         params: cmd=_s.base_cmd, values=declared_values(_CONFIG, _s.params), extra=_set_args(_s.params)
         log: _s.log
         threads: _s.threads
+        priority: PRIORITY[_s.name]
         resources: mem_mb=_s.mem_mb, runtime=_s.runtime, gpu=_s.gpu if _GPU_OK else 0
         # dvc.yaml's command ends in `--threads <declared>`; here Snakemake's {threads}, the
         # same value unless --cores is smaller (then the stage uses what it was given).

@@ -116,6 +116,41 @@ def all_stages(params: Params) -> list[Stage]:
     return stages
 
 
+def _inside(path: str, out: str) -> bool:
+    return path == out or path.startswith(out.rstrip("/") + "/")
+
+
+def priorities(stages: Iterable[Stage]) -> dict[str, int]:
+    """Scheduling priority of each stage (Snakemake's ``priority``; higher starts first):
+    its declared ``runtime`` plus the largest priority among the stages that read its
+    outputs, i.e. the length of the longest chain of declared runtimes from it to the end.
+
+    With more ready jobs than cores, Snakemake then starts the data preparation everything
+    waits for, and the heads of long search → retraining chains, before short leaves
+    (evaluations, tables, figures), instead of leaving a long job to run alone at the end.
+    It orders work only: outputs and commands are the same for any priority.
+    """
+    stages = list(stages)
+    producer: dict[str, Stage] = {o: s for s in stages for o in s.outs}
+    readers: dict[str, list[str]] = {s.name: [] for s in stages}
+    for s in stages:
+        for dep in s.deps:
+            for out, src in producer.items():
+                if src.name != s.name and (_inside(dep, out) or _inside(out, dep)):
+                    readers[src.name].append(s.name)
+    runtime = {s.name: s.runtime for s in stages}
+    memo: dict[str, int] = {}
+
+    def length(name: str, seen: frozenset = frozenset()) -> int:
+        if name in seen:
+            raise ValueError(f"stage {name} depends on its own outputs")
+        if name not in memo:
+            memo[name] = runtime[name] + max((length(r, seen | {name}) for r in readers[name]), default=0)
+        return memo[name]
+
+    return {s.name: length(s.name) for s in stages}
+
+
 def dvc_yaml(stages: Iterable[Stage]) -> dict:
     """The dvc.yaml document for these stages, with the stages' curve folders as top-level
     ``plots`` (x: ``step``; y: each file's last column) when there are any."""

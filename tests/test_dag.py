@@ -5,9 +5,10 @@ import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 
-from srnas.dag import all_stages
+from srnas.dag import Stage, all_stages, priorities
 from srnas.params import load_params
 
 
@@ -83,6 +84,29 @@ def test_optional_stages_list_exactly_the_params_their_scripts_read(root):
 def test_rules_declare_resources(root):
     for stage in _stages(root):
         assert stage.threads >= 1 and stage.mem_mb > 0 and stage.runtime > 0 and stage.gpu >= 0
+
+
+def test_priority_is_the_longest_chain_of_runtimes_to_the_end():
+    def stage(name, deps, outs, runtime):
+        return Stage(name, "m", (), tuple(deps), tuple(outs), (), runtime=runtime)
+
+    stages = [stage("data", [], ["d"], 2), stage("search", ["d"], ["s"], 10),
+              stage("retrain", ["s/run", "d"], ["m.pt"], 30), stage("table", ["m.pt", "d"], ["t.md"], 1),
+              stage("leaf", ["d"], ["x.json"], 5)]
+    assert priorities(stages) == {"data": 43, "search": 41, "retrain": 31, "table": 1, "leaf": 5}
+    loop = [stage("a", ["b.out"], ["a.out"], 1), stage("b", ["a.out"], ["b.out"], 1)]
+    with pytest.raises(ValueError, match="its own outputs"):
+        priorities(loop)
+
+
+def test_the_snakefile_gives_every_rule_its_priority(root):
+    proc = subprocess.run(["snakemake", "results/common/bicubic_x2.json", "--forceall", "--dry-run", "--cores", "1"],
+                          cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    shown = dict(re.findall(r"rule (\w+):(?:\n    .*)*?\n    priority: (\d+)", proc.stdout))
+    expected = priorities(_stages(root))
+    assert shown and {name: int(v) for name, v in shown.items()} == {n: expected[n] for n in shown}
+    assert len(shown) == 3 and shown["make_lr_benchmarks"] > shown["evaluate_bicubic_x2"]
 
 
 def test_snakemake_config_override_reaches_the_commands(root):
