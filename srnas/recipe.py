@@ -103,7 +103,9 @@ class RetrainJob:
     published). ``inputs`` map the phase's input names to paths; ``{scale}`` in a path
     becomes the scale being trained (a teacher at the same scale). ``sigma``: a denoising
     job (scale 1) at that noise level: its retrain and evaluate stages get ``--sigma`` and
-    the evaluation reads the noisy test sets (the recipe's :meth:`Recipe.data_dirs`)."""
+    the evaluation reads the noisy test sets (the recipe's :meth:`Recipe.data_dirs`).
+    ``eval_args`` / ``eval_deps``: more arguments of its evaluate stages (other metrics, such
+    as ``--metrics psnr,ssim,lpips --lpips-weights F``) and the files they read."""
 
     run: str
     genotype: str
@@ -114,6 +116,8 @@ class RetrainJob:
     phase: str = "retrain"
     inputs: Mapping[str, str] = field(default_factory=dict)
     sigma: float | None = None
+    eval_args: tuple[str, ...] = ()
+    eval_deps: tuple[str, ...] = ()
 
     def inputs_at(self, scale: int) -> dict[str, str]:
         return {k: v.replace("{scale}", str(scale)) for k, v in self.inputs.items()}
@@ -502,9 +506,9 @@ class Recipe:
                 out.append(Stage(
                     f"evaluate_{p}_{job.run}_x{scale}".replace("-", "_"), "pipeline.evaluate",
                     ("--model", "trained", "--weights", model, "--scale", str(scale), *noise,
-                     "--benchmark-root", bench, "--lr-root", inputs_root, "--sets", "all", "--no-progress",
-                     "--out", self.eval_file(job.run, scale)),
-                    (bench, inputs_root, model), (self.eval_file(job.run, scale),),
+                     "--benchmark-root", bench, "--lr-root", inputs_root, "--sets", "all", *job.eval_args,
+                     "--no-progress", "--out", self.eval_file(job.run, scale)),
+                    (bench, inputs_root, model, *job.eval_deps), (self.eval_file(job.run, scale),),
                     ("evaluate.grey", "device", "cuda"), paper=p, threads=TORCH_THREADS, runtime=60))
                 # Counted from the trained model file: the network with exactly the
                 # construction settings (width, decoder, ...) the retraining used.

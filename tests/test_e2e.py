@@ -116,6 +116,41 @@ def test_released_weights_rows_from_a_local_folder(project, tmp_path):
     assert "| DLSR-S (released weights) | ours" in (dest / "results/dlsr/table3.md").read_text()
 
 
+def test_tpsr_discriminator_search_and_gan_training_with_the_lpips_weights(project, tmp_path):
+    """Algorithm 1 to its end at the quick budget (issue 11): generator search -> TPSR-NOGAN
+    -> discriminator search (LPIPS after GAN fine-tuning) -> GAN training of the best
+    candidates -> LPIPS in Table 1, beside TPSR-D2; resumable stages, logged like the rest."""
+    import torch
+    from conftest import clone_build
+    from test_lpips import sdist
+
+    weights = sdist()
+    dest = clone_build(project[0], tmp_path / "gan")
+    env = {**project[1], "PYTHONPATH": str(dest), "SRNAS_MLFLOW": "0"}
+    out = _run(["snakemake", "--cores", "2", "results/tpsr/table1.md", "--config",
+                f"tpsr={{lpips_weights: {weights}}}"], dest, env)
+    ran = _ran(out)
+    assert {"search_tpsr_disc_tpsr_s0", "retrain_tpsr_gan_tpsr_s0_x4", "evaluate_tpsr_bicubic_x4"} <= set(ran)
+    assert "search_tpsr_tpsr_s0" not in ran          # the generator search is reused as it is
+    result = json.loads((dest / "results/tpsr/search/disc-tpsr_s0/result.json").read_text())
+    assert result["children"] == 4 and len(result["candidates"]) == 2
+    assert result["candidates"][0]["lpips"] <= result["candidates"][1]["lpips"]
+    meta = torch.load(dest / "results/tpsr/models/gan-tpsr_s0_x4.pt", weights_only=True)["meta"]
+    runs = meta["gan_runs"]
+    assert [r["run"] for r in runs] == ["d1_r1", "d1_r2", "d2_r1", "d2_r2"]
+    assert meta["chosen_run"] == min(runs, key=lambda r: r["lpips"])["run"]
+    gan = json.loads((dest / "results/tpsr/eval/gan-tpsr_s0_x4.json").read_text())["SampleTest"]
+    nogan = json.loads((dest / "results/tpsr/eval/tpsr_s0_x4.json").read_text())["SampleTest"]
+    bicubic = json.loads((dest / "results/tpsr/eval/bicubic_x4.json").read_text())["rgb"]["SampleTest"]
+    for scored in (gan, nogan, bicubic):
+        assert scored["lpips_net"] == "vgg" and 0.05 < scored["lpips"] < 0.6 and len(scored["per_image"]) == 3
+    # the GAN training moved the generator: its outputs are no longer the L1 model's
+    assert abs(gan["psnr"] - nogan["psnr"]) > 1e-3 and abs(gan["lpips"] - nogan["lpips"]) > 1e-4
+    table = (dest / "results/tpsr/table1.md").read_text()
+    assert "TPSR with a discriminator searched by srnas (seed 0)" in table and "Bicubic (RGB pipeline)" in table
+    assert "vgg16-lpips" in table                     # the L_vgg departure is named
+
+
 def test_every_table_and_figure_is_in_the_report(project):
     """`snakemake --cores all` writes every table and figure; `snakemake --report` puts each
     of them, captioned and grouped per paper, into one HTML file (issue 14)."""

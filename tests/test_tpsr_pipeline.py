@@ -38,6 +38,10 @@ FACTS_NOGAN = {2: (60, 14.0, "37.38/.9583 33.00/.9123 31.75/.8942 30.61/.9119"),
                4: (61, 3.6, "31.10/.8779 27.95/.7663 27.15/.7214 24.97/.7456")}
 
 
+GAN = {"fetch_lpips_weights_tpsr", "evaluate_tpsr_bicubic_x4", "search_tpsr_disc_tpsr_s0", "derive_tpsr_disc_tpsr_s0",
+       "retrain_tpsr_gan_tpsr_s0_x4", "evaluate_tpsr_gan_tpsr_s0_x4", "complexity_tpsr_gan_tpsr_s0_x4"}
+
+
 def _params(*overrides: str):
     return load_params(ROOT / "params.yaml", list(overrides))
 
@@ -54,8 +58,8 @@ def test_default_stage_set_counts_the_generator_and_renders_the_tables():
         "--arch", "tpsr", "--scale", "2", "--out", "results/tpsr/complexity/published-tpsr_x2.json")
     assert set(stages["render_tpsr_table2"].deps) == {f"results/tpsr/complexity/published-tpsr_x{s}.json"
                                                       for s in (2, 4)} | set(SEARCHED)
-    # LPIPS alone scores nothing yet (no released weights, no GAN training): no stage fetches it.
-    assert set(_tpsr_stages("tpsr.lpips_weights=download")) == ALWAYS
+    # LPIPS weights add the discriminator search, the GAN training and LPIPS in our x4 rows.
+    assert set(_tpsr_stages("tpsr.lpips_weights=download")) == ALWAYS | GAN
 
 
 def test_released_weights_add_the_fetch_and_three_x4_evaluations():
@@ -77,7 +81,7 @@ def test_lpips_weights_add_their_fetch_and_lpips_vgg_to_the_evaluations():
     from srnas.lpips import SDIST_FILENAME
 
     stages = _tpsr_stages("tpsr.released_weights=download", "tpsr.lpips_weights=download")
-    assert set(stages) == ALWAYS | RELEASED | {"fetch_lpips_weights_tpsr"}
+    assert set(stages) == ALWAYS | RELEASED | GAN
     fetch = stages["fetch_lpips_weights_tpsr"]
     assert fetch.args == ("--paper", "tpsr", "--lpips", "--out", "data/weights/tpsr-lpips")
     assert tpsr.LPIPS_SDIST == SDIST_FILENAME      # the torch-free copy of the name
@@ -234,7 +238,8 @@ def test_table1_paper_rows_verbatim_ours_in_their_own_rows_pi_not_measured(tmp_p
 
 
 def test_table1_with_lpips_shows_ours_and_refuses_a_stale_or_alex_result(tmp_path, monkeypatch):
-    overrides = ("tpsr.released_weights=download", "tpsr.lpips_weights=download")
+    # x2 only: no GAN training (tests/test_e2e.py has the table with it)
+    overrides = ("tpsr.released_weights=download", "tpsr.lpips_weights=download", "tpsr.scales=[2]")
     _results(tmp_path, lpips_net="vgg")
     text = _render(tmp_path, monkeypatch, "tpsr/table1", *overrides)
     ours = dict(zip(_header(text), _row(text, "TPSR-NOGAN (released weights)", "ours [2]")))

