@@ -44,6 +44,8 @@ def op_names(g: Genotype) -> set[str]:
         return {op for cell in ("normal", "upsampling") for node in p[cell] for _, op in node}
     if g.space == "tpsr":
         return {op for _, op in p["nodes"]}
+    if g.space == "tpsr_disc":
+        return {op for block in p["blocks"] for op in block}
     if g.space == "trilevelnas":    # drawn with the names the paper's tables use
         return {trilevelnas_format.PAPER_NAMES[op] for block in p["blocks"] for op, _ in block}
     raise AssertionError(f"test_diagrams.op_names does not know space {g.space!r}; add it")
@@ -72,6 +74,8 @@ def layout_graphs(g: Genotype) -> list[diagrams.Graph]:
         return graphs + [diagrams.hnas_network_graph(p["layers"], p["position"])]
     if g.space == "tpsr":
         return [diagrams.tpsr_cell_graph(p["nodes"]), diagrams.tpsr_network_graph()]
+    if g.space == "tpsr_disc":
+        return [diagrams.tpsr_disc_graph(p["blocks"], p["bottleneck"])]
     if g.space == "trilevelnas":
         return [diagrams.trilevelnas_blocks_graph(p["blocks"]),
                 diagrams.trilevelnas_network_graph(p["path"], p["tail"])]
@@ -105,7 +109,8 @@ def test_every_search_space_has_a_diagram():
 
     for space in SPACES:
         assert space in DIAGRAMS, f"search space {space!r} has no genotype diagram"
-    assert set(DIAGRAMS) == set(SPACES)
+    # and TPSR's discriminator, a genotype format without an SR search space
+    assert set(DIAGRAMS) == set(SPACES) | {"tpsr_disc"}
 
 
 def test_import_is_light():
@@ -121,8 +126,7 @@ def test_packaged_genotype_draws(name, tmp_path):
     check_drawn(packaged(name), tmp_path)
 
 
-# every SR search space (test_every_search_space_has_a_diagram); TPSR's discriminator
-# (tpsr_disc) is a genotype format with no diagram yet
+# every SR search space and TPSR's discriminator (test_every_search_space_has_a_diagram)
 @pytest.mark.parametrize("space", DIAGRAMS.names())
 def test_random_genotype_draws(space, tmp_path):
     check_drawn(random_genotype(space, random.Random(0)), tmp_path)
@@ -132,7 +136,7 @@ def test_unknown_space_is_an_error(tmp_path):
     g = object.__new__(Genotype)          # a space with a genotype format but no drawing
     object.__setattr__(g, "space", "nope")
     object.__setattr__(g, "payload", {})
-    with pytest.raises(SrnasError, match=r"'nope'; known: dlsr, hinas, hnas, tpsr, trilevelnas$"):
+    with pytest.raises(SrnasError, match=r"'nope'; known: dlsr, hinas, hnas, tpsr, tpsr_disc, trilevelnas$"):
         draw_genotype(g, tmp_path / "g")
     assert not list(tmp_path.iterdir())
 
@@ -143,7 +147,7 @@ def test_packaged_layouts_have_no_overlapping_labels():
             assert g.label_overlaps() == 0, name
 
 
-@pytest.mark.parametrize("space", ["tpsr", "trilevelnas"])
+@pytest.mark.parametrize("space", ["tpsr", "tpsr_disc", "trilevelnas"])
 def test_random_layouts_are_clean(space):
     # tree / row layouts: no label overlaps and no edge through a node, whatever the genotype
     rng = random.Random(7)

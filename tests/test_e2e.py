@@ -127,7 +127,7 @@ def test_tpsr_discriminator_search_and_gan_training_with_the_lpips_weights(proje
     weights = sdist()
     dest = clone_build(project[0], tmp_path / "gan")
     env = {**project[1], "PYTHONPATH": str(dest), "SRNAS_MLFLOW": "0"}
-    out = _run(["snakemake", "--cores", "2", "results/tpsr/table1.md", "--config",
+    out = _run(["snakemake", "--cores", "2", "results/tpsr/table1.md", "results/figures/tpsr/genotypes", "--config",
                 f"tpsr={{lpips_weights: {weights}}}"], dest, env)
     ran = _ran(out)
     assert {"search_tpsr_disc_tpsr_s0", "retrain_tpsr_gan_tpsr_s0_x4", "evaluate_tpsr_bicubic_x4"} <= set(ran)
@@ -149,6 +149,7 @@ def test_tpsr_discriminator_search_and_gan_training_with_the_lpips_weights(proje
     table = (dest / "results/tpsr/table1.md").read_text()
     assert "TPSR with a discriminator searched by srnas (seed 0)" in table and "Bicubic (RGB pipeline)" in table
     assert "vgg16-lpips" in table                     # the L_vgg departure is named
+    assert (dest / "results/figures/tpsr/genotypes/disc-tpsr_s0.png").is_file()   # the discriminator drawn
 
 
 def test_every_table_and_figure_is_in_the_report(project):

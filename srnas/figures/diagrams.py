@@ -814,6 +814,41 @@ def draw_tpsr(genotype: Genotype, fig: Any) -> None:
     ])
 
 
+def tpsr_disc_graph(blocks: Sequence[Sequence[str]], bottleneck: int) -> Graph:
+    """The discriminator as two rows: the image, the fixed head and blocks 1-3, then blocks
+    4-5 and the classifier; each block shows its op (C -> C) and reduction op (C -> 2C,
+    stride 2), both followed by BN + PReLU, with C = n 2^i."""
+    g = Graph()
+    parts = [("img", "image\n(SR or HR)", "input"), ("head", "head\n3x3 conv 3 \u2192 n\n+ BN + PReLU", "plain")]
+    for i, (op, rop) in enumerate(blocks):
+        c = "n" if i == 0 else f"{2 ** i}n"
+        parts.append((f"b{i}", f"block {i + 1}\n{op} ({c})\n{rop}/2 \u2192 {2 ** (i + 1)}n", "node"))
+    tail = [("flat", "flatten", "plain")]
+    if bottleneck:
+        tail.append(("bn", f"Linear({bottleneck})\n+ BN + PReLU", "plain"))
+    tail += [("lin", "Linear(1)", "plain"), ("logit", "logit\n(BCE)", "output")]
+    parts += tail
+    split = 5                                   # image, head, blocks 1-3 on the first row
+    chain(g, parts[:split], 0.0, 0.0)
+    chain(g, parts[split:], 0.0, -1.3)
+    last, first = g.boxes[parts[split - 1][0]], g.boxes[parts[split][0]]
+    # the wrap runs down from the row's end, back left between the rows, then down again
+    g.edge(parts[split - 1][0], parts[split][0], via=((last.x, -0.65), (first.x, -0.65)))
+    return g
+
+
+@DIAGRAMS.register("tpsr_disc")
+def draw_tpsr_disc(genotype: Genotype, fig: Any) -> None:
+    p = genotype.payload
+    compose(fig, genotype, [
+        graph_panel(tpsr_disc_graph(p["blocks"], p["bottleneck"]),
+                    "discriminator (5 reduction blocks: op, then a stride-2 reduction op doubling the "
+                    "channels)",
+                    "every op followed by BN + PReLU; spectral norm on every conv and linear layer; "
+                    f"bottleneck: {p['bottleneck'] or 'none'}"),
+    ])
+
+
 # ---- TrilevelNAS --------------------------------------------------------------------------
 def trilevelnas_op_label(op: str, c_in: int, c_out: int) -> str:
     return f"{trilevelnas_format.PAPER_NAMES[op]}\n{c_in} \u2192 {c_out}"
