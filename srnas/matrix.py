@@ -19,6 +19,10 @@ each space of ``matrix.spaces`` under one budget and one protocol:
 - every found genotype is retrained the same way (``budgets.<b>.retrain``), evaluated on the
   held-out test images, and counted (Params, Multi-Adds at 720p, from the retrained file).
 
+A space without a supernet (TPSR's: every child trains on its own, :data:`NO_SUPERNET`) takes
+neither ``differentiable`` nor the ``shared`` scorer; those cells of the table say why they
+are empty.
+
 A run is named ``<strategy>-<space>_s<seed>`` (``matrix.seeds.<strategy>``: three seeds for
 random by default, so its spread is visible). Stages, outputs and checkpoints follow
 :class:`srnas.recipe.Recipe` under ``results/matrix/``; the table is ``results/matrix.md``.
@@ -42,7 +46,10 @@ from srnas.recipe import PAPERS, Recipe, RetrainJob, SearchRun, split_images
 from srnas.reports import TABLES, TableSpec, mean_std
 
 NAME = "matrix"
-SPACE_NAMES = ("dlsr", "hinas", "hnas")
+SPACE_NAMES = ("dlsr", "hinas", "hnas", "tpsr")
+# Spaces without a supernet (TPSR trains every child on its own): no differentiable search and
+# no shared-weight scorer there; the table says why those cells are empty.
+NO_SUPERNET = {"tpsr": "TPSR's space has no supernet: every child is trained on its own"}
 STRATEGY_NAMES = ("differentiable", "random", "reinforce")
 # The update rule each space's own paper uses (DLSR Eq. 4-6; HiNAS section 3.3).
 # HNAS searched with a controller; its continuous relaxation takes DARTS's first-order rule.
@@ -56,6 +63,7 @@ _SETTINGS = {
     "dlsr": {"supernet": {"nf": 16}, "network": {"nf": 16, "residual": True}},
     "hinas": {"supernet": {"width": 8, "layers": 2, "nodes": 3}, "network": {"width": 8}},
     "hnas": {"supernet": {"width": 8, "layers": 2}, "network": {"width": 8, "residual": True}},
+    "tpsr": {"network": {"n": 16, "residual": True}},
 }
 
 
@@ -110,6 +118,13 @@ SCHEMA = {
 register_block(NAME, SCHEMA)
 
 
+def runnable(params, strategy: str, space: str) -> bool:
+    """Whether ``strategy`` can search ``space``: a space without a supernet
+    (:data:`NO_SUPERNET`) takes neither the differentiable strategy nor the shared scorer."""
+    needs_supernet = strategy == "differentiable" or params.get("matrix.scorer") == "shared"
+    return not (needs_supernet and space in NO_SUPERNET)
+
+
 def parse_variant(variant: str) -> tuple[str, str]:
     strategy, sep, space = variant.partition("-")
     if not sep or strategy not in STRATEGY_NAMES or space not in SPACE_NAMES:
@@ -134,7 +149,7 @@ class MatrixRecipe(Recipe):
         seeds = params.get("matrix.seeds")
         return [SearchRun(f"{strategy}-{space}", seed)
                 for space in params.get("matrix.spaces")
-                for strategy in params.get("matrix.strategies")
+                for strategy in params.get("matrix.strategies") if runnable(params, strategy, space)
                 for seed in seeds.get(strategy, [0])]
 
     def retrain_jobs(self, params):
@@ -335,6 +350,10 @@ def _table(params) -> str:
             f"{mean_std([c['macs'] / 1e9 for _, _, c in runs], 2)} | {mean_std(scores, 2)} | "
             f"{mean_std(tests, 2)} | {mean_std([float(r['evaluations']) for r, _, _ in runs], 0)} | "
             f"{mean_std([r['search_seconds'] for r, _, _ in runs], 1)} |")
+    for space in params.get("matrix.spaces"):
+        for strategy in params.get("matrix.strategies"):
+            if not runnable(params, strategy, space):
+                lines.append(f"| {space} | {strategy} | — | not run: {NO_SUPERNET[space]} | — | — | — | — | — | — |")
     bicubic = read_json(_bicubic(params))["rgb"]
     lines.append(f"| — | Bicubic (RGB pipeline) | — | — | — | — | — | "
                  f"{mean_std([bicubic[test]['psnr']] if test in bicubic else [], 2)} | — | — |")

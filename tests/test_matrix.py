@@ -11,7 +11,7 @@ from stage_runner import ROOT, StageRunner, run, run_killed
 from srnas.dag import all_stages
 from srnas.errors import SrnasError
 from srnas.io import read_json
-from srnas.matrix import RECIPE, SPACE_NAMES, STRATEGY_NAMES, _table, parse_variant
+from srnas.matrix import NO_SUPERNET, RECIPE, SPACE_NAMES, STRATEGY_NAMES, _table, parse_variant
 from srnas.params import load_params
 from srnas.search.strategy import STRATEGIES
 from srnas.spaces import SPACES, searchable
@@ -20,10 +20,10 @@ from srnas.spaces import SPACES, searchable
 def test_the_matrix_covers_every_registered_strategy_and_space():
     # A strategy or space registered later must be added to the matrix's choices.
     assert set(STRATEGY_NAMES) == set(STRATEGIES.names())
-    # (TPSR's space joins it with its search: issue 11.) TrilevelNAS is searchable (its tree
-    # supernet) but not yet in the matrix: issue 12
-    assert set(SPACE_NAMES) == set(searchable()) - {"trilevelnas"} == set(SPACES.names()) - {"tpsr", "trilevelnas"}
-    assert "trilevelnas" in searchable()
+    # TPSR's space has no supernet (multi-trial strategies only); TrilevelNAS is searchable
+    # (its tree supernet) but not yet in the matrix: issue 12
+    assert set(SPACE_NAMES) == set(searchable()) - {"trilevelnas"} | {"tpsr"} == set(SPACES.names()) - {"trilevelnas"}
+    assert "trilevelnas" in searchable() and "tpsr" not in searchable() and set(NO_SUPERNET) == {"tpsr"}
 
 
 def test_stages_follow_the_params():
@@ -31,9 +31,12 @@ def test_stages_follow_the_params():
     names = {s.name for s in all_stages(params)}
     runs = {r.run for r in RECIPE.search_specs(params)}
     # default seeds: one for differentiable and reinforce, three for random, per space
-    assert runs == {f"{st}-{sp}_s{k}" for sp in ("dlsr", "hinas", "hnas")
+    assert runs == {f"{st}-{sp}_s{k}" for sp in ("dlsr", "hinas", "hnas", "tpsr")
                     for st, seeds in (("differentiable", [0]), ("reinforce", [0]), ("random", [0, 1, 2]))
-                    for k in seeds}
+                    for k in seeds if not (sp == "tpsr" and st == "differentiable")}
+    # without a supernet, the shared scorer leaves TPSR's space out entirely
+    shared = load_params(ROOT / "params.yaml", ["matrix.scorer=shared"])
+    assert not any(r.run.endswith("-tpsr_s0") for r in RECIPE.search_specs(shared))
     for run_name in runs:
         key = run_name.replace("-", "_")
         for stage in (f"search_matrix_{key}", f"derive_matrix_{key}", f"retrain_matrix_{key}_x2",
@@ -81,6 +84,17 @@ def test_table_reads_every_run_and_gives_mean_and_std(tmp_path, monkeypatch):
         "| — | Bicubic (RGB pipeline) | — | — | — | — | — | 32.50 | — | — |",
     ]
     assert "Budget `quick`" in table and "SampleTest" in table
+
+
+def test_a_strategy_a_space_cannot_take_is_a_row_that_says_why(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = load_params(ROOT / "params.yaml", ["matrix.spaces=[tpsr]", "matrix.strategies=[differentiable]"])
+    assert RECIPE.search_specs(params) == []
+    (tmp_path / "results/common").mkdir(parents=True)
+    (tmp_path / "results/common/bicubic_x2.json").write_text(json.dumps({"rgb": {"SampleTest": {"psnr": 32.5}}}))
+    rows = [line for line in _table(params).splitlines() if line.startswith("| tpsr |")]
+    assert rows == ["| tpsr | differentiable | — | not run: TPSR's space has no supernet: every child is "
+                    "trained on its own | — | — | — | — | — | — |"]
 
 
 Q = "matrix.budgets.quick"

@@ -260,3 +260,23 @@ def test_released_models_are_x4_only():
         assert entry.needs_weights and entry.paper == "tpsr"
         with pytest.raises(SrnasError, match="x4 weights only"):
             entry.build(2, None, torch.device("cpu"))
+
+
+def test_residual_adds_the_bicubic_input_instead_of_the_mean():
+    """``residual=True`` (the strategy matrix's setting, not the paper's): same weights, the
+    output differs from the plain network's by bicubic(x) - mean, exactly."""
+    import torch.nn.functional as F
+
+    from srnas.ops import MeanShift
+
+    torch.manual_seed(0)
+    plain = TPSRNet(packaged("tpsr"), 2, n=8)
+    skip = TPSRNet(packaged("tpsr"), 2, n=8, residual=True)
+    skip.load_state_dict(plain.state_dict())
+    assert count_params(skip) == count_params(plain)
+    x = torch.rand(1, 3, 12, 12) * 255
+    with torch.no_grad():
+        diff = skip(x) - plain(x)
+        expected = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False) - MeanShift(1.0)(
+            torch.zeros(1, 3, 24, 24))
+    assert torch.allclose(diff, expected, atol=1e-3)

@@ -8,7 +8,8 @@ generator search, derived and retrained with L1 (TPSR-NOGAN); and, when
 (:mod:`srnas.papers.tpsr_gan`): the discriminator search on the x4 TPSR-NOGAN (phase
 ``disc``) and the GAN training with its best candidates (phase ``gan``), in Table 1 beside
 TPSR-D2. TPSR's searched rows are in ``results/tpsr/table2.md``, ``results/tpsr/table1.md``
-and ``results/table2.md`` (not yet in the matrix).
+and ``results/table2.md``; its space is in the strategy matrix (``results/matrix.md``:
+reinforce and random, as it has no supernet).
 
 - Search space: :mod:`srnas.spaces.tpsr` (section 3.2, Eq. 4: a fixed head, one cell of 10
   nodes, each an (op, input) pair over 16 ops, every op followed by a PReLU; leaves summed;
@@ -740,7 +741,9 @@ def _table1(params) -> str:
         mark = PI_OFF[lpips].text.removeprefix("not measured ")
         preamble.append(f"{mark} PI of our rows: not measured. PI = ((10 - Ma) + NIQE) / 2 (PIRM 2018) "
                         "needs Ma et al.'s score, a learned model that runs only in MATLAB, and NIQE, which "
-                        "srnas does not implement.")
+                        "srnas does not implement: the Python packages that ship NIQE's pristine model "
+                        "(basicsr, pyiqa) depend on torchvision, which this set-up does not install, and no "
+                        "published NIQE value of a known image is at hand to verify a port against.")
     return render(TABLE1, rows, title="TPSR Table 1 (x4): perceptual models", extra_sets=sets,
                   preamble=preamble, footer=[*TABLE1_NOTES, _rendered_from("tpsr/table1")], name="tpsr/table1")
 

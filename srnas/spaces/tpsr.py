@@ -59,7 +59,7 @@ import torch.nn as nn
 from srnas.errors import SrnasError
 from srnas.formats.tpsr import NODES, OPS, TPSRGenotypeSpec, leaves, tpsr_genotype  # noqa: F401
 from srnas.genotype import Genotype, packaged
-from srnas.ops import RCAB, ChannelAttention, MeanShift, OpFamily
+from srnas.ops import RCAB, ChannelAttention, MeanShift, OpFamily, bicubic_skip
 
 SCALES = (2, 3, 4)               # 3: srnas's extension (TPSR: x2 and x4)
 PAPER_SCALES = (2, 4)
@@ -197,15 +197,19 @@ def _check(scale: int, n: int) -> None:
 
 class TPSRNet(nn.Module):
     """The generator of a ``tpsr`` genotype (see the module docstring); ``n`` feature maps
-    (``nf`` is accepted as an alias, the name the other spaces use)."""
+    (``nf`` is accepted as an alias, the name the other spaces use). ``residual=True``, not
+    the paper's (TPSR has no image-level skip), adds a bicubic upsampling of the input to the
+    output instead of the mean, as srnas's strategy matrix does for every space."""
 
-    def __init__(self, genotype: Genotype, scale: int, n: int = WIDTH, nf: int | None = None):
+    def __init__(self, genotype: Genotype, scale: int, n: int = WIDTH, nf: int | None = None,
+                 residual: bool = False):
         super().__init__()
         n = n if nf is None else nf
         if not isinstance(genotype, Genotype) or genotype.space != "tpsr":
             raise SrnasError(f"TPSRNet needs a 'tpsr' genotype, got {genotype!r}")
         _check(scale, n)
         self.genotype, self.scale, self.n = genotype, scale, n
+        self.residual = bool(residual)
         self.inputs = [src for src, _ in genotype.payload["nodes"]]
         self.leaves = leaves(genotype.payload)
         self.sub_mean, self.add_mean = MeanShift(-1.0), MeanShift(1.0)
@@ -224,7 +228,7 @@ class TPSRNet(nn.Module):
         out = self.out_act(out)
         for stage in self.upsampler:
             out = stage(out)
-        return self.add_mean(out)
+        return out + bicubic_skip(x, self.scale) if self.residual else self.add_mean(out)
 
     def node_modules(self) -> list[tuple[int, str, nn.Module]]:
         """(node, op name, its op module) per node: the keys of TPSR's weight cache (Eq. 5)."""
