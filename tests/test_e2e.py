@@ -152,6 +152,28 @@ def test_tpsr_discriminator_search_and_gan_training_with_the_lpips_weights(proje
     assert "vgg16-lpips" in table                     # the L_vgg departure is named
     assert (dest / "results/figures/tpsr/genotypes/disc-tpsr_s0.png").is_file()   # the discriminator drawn
 
+    # killed inside its second GAN training and resumed: the same generator as the whole run
+    import shutil
+
+    from stage_runner import run, run_killed
+
+    model = dest / "results/tpsr/models/gan-tpsr_s0_x4.pt"
+    first = torch.load(model, weights_only=True)["state_dict"]
+    ckpts = dest / "checkpoints/tpsr/retrain_tpsr_gan_tpsr_s0_x4"
+    shutil.rmtree(ckpts)
+    model.unlink()
+    cmd = [sys.executable, "-m", "pipeline.retrain", "--params", "params.yaml", "--set",
+           f"tpsr.lpips_weights={weights}", "--paper", "tpsr", "--variant", "tpsr", "--seed", "0", "--phase", "gan",
+           "--genotype", "results/tpsr/genotypes/tpsr_s0.json", "--scale", "4", "--hr", "data/hr", "--lr", "data/lr",
+           "--split", "data/splits/tpsr.json", "--input", "retrain=results/tpsr/models/tpsr_s0_x4.pt",
+           "--input", "disc=results/tpsr/search/disc-tpsr_s0", "--input", "lpips=data/weights/tpsr-lpips",
+           "--checkpoints", str(ckpts), "--out", str(model)]
+    run_killed(cmd, dest, ckpts / "d1_r2")
+    assert not model.exists() and (ckpts / "d1_r1").is_dir()
+    run(cmd, dest)
+    again = torch.load(model, weights_only=True)["state_dict"]
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
 
 def test_every_table_and_figure_is_in_the_report(project):
     """`snakemake --cores all` writes every table and figure; `snakemake --report` puts each

@@ -126,7 +126,7 @@ SCHEMA = {
         }
         for budget, (s, r) in {
             # quick: the whole chain in minutes on a 2-core CPU (lr higher than the paper budget's).
-            "quick": ((24, 6, 12, 6, 4, 32, 64, 6), (150, 2e-3, 8, 32, 50)),
+            "quick": ((24, 6, 12, 6, 4, 32, 64, 6), (100, 2e-3, 8, 32, 50)),
             # paper: 100 epochs of 19 steps (module docstring), batch 8, patches 64, whole
             # validation images (eval_crop 0); retraining 400k x 24, patches 64.
             "paper": ((1900, 380, 1140, 19, 8, 64, 0, 190), (400000, 5e-4, 24, 64, 5000)),
