@@ -348,6 +348,15 @@ class MultAddsLimit:
                 "scale": self.scale, "n": self.n}
 
 
+def controller_config(hp) -> dict:
+    """The supplement's flat controller from ``tpsr.search`` (both the generator and the
+    discriminator search use it)."""
+    return {"kind": "flat", "hidden": hp["controller_hidden"], "tanh_constant": hp["tanh_constant"],
+            "temperature": hp["temperature"], "lr": hp["controller_lr"], "betas": list(hp["controller_betas"]),
+            "baseline_decay": hp["baseline_decay"], "entropy_weight": hp["entropy_weight"],
+            "entropy_mode": "reward"}
+
+
 # ---- the recipe -------------------------------------------------------------------------------
 class TPSRRecipe(Recipe):
     name = PAPER
@@ -421,11 +430,7 @@ class TPSRRecipe(Recipe):
             "children": size["children"], "per_update": 1, "select": 0,
             "scorer": {"kind": "cached_proxy", "steps": size["proxy_steps"], "lr": size["lr"],
                        "betas": [0.9, 0.999]},
-            "controller": {"kind": "flat", "hidden": hp["controller_hidden"],
-                           "tanh_constant": hp["tanh_constant"], "temperature": hp["temperature"],
-                           "lr": hp["controller_lr"], "betas": list(hp["controller_betas"]),
-                           "baseline_decay": hp["baseline_decay"], "entropy_weight": hp["entropy_weight"],
-                           "entropy_mode": "reward"},
+            "controller": controller_config(hp),
         }
 
     def search_context(self, params, *, seed, split, data, device):
@@ -702,6 +707,15 @@ def _ours_note(sources, what: str) -> list[str]:
             "source note names the data); a set the paper has no column for gets a column of its own."]
 
 
+def _released_note(released, ours, what: str, models: str) -> list[str]:
+    """The released weights' paragraph of a table: :func:`_ours_note` when the table has
+    their rows (or no rows of ours at all), else why it has none."""
+    if released or not ours:
+        return _ours_note(released, what)
+    return ["No rows of the released weights: `tpsr.released_weights` is null. Set it to `download` or to "
+            f"a folder holding the authors' .pt files to score their released {models} here."]
+
+
 def _rendered_from(name: str) -> str:
     return f"Rendered from `results/{name}.md`'s inputs by `python -m pipeline.render_table --table {name}`."
 
@@ -727,12 +741,7 @@ def _table1(params) -> str:
     gan_rows = _gan_rows(params)
     released = sources[len(gan_rows):]
     preamble = [*budget_note(params, sources), *_gan_note(params, gan_rows, what)]
-    if released or not gan_rows:
-        preamble += _ours_note(released, what)
-    else:
-        preamble.append("No rows of the released weights: `tpsr.released_weights` is null. Set it to "
-                        "`download` or to a folder holding the authors' .pt files to score their released "
-                        "x4 generators here.")
+    preamble += _released_note(released, gan_rows, what, "x4 generators")
     if sources:
         if not lpips:
             preamble.append("(a) LPIPS of our rows: not measured, as `tpsr.lpips_weights` is null. Set it "
@@ -819,12 +828,7 @@ def _table2(params) -> str:
     rows = [_counted(s) for s in sorted(COMPLEXITY_SCALES)] + rows
     what = "PSNR / SSIM on Y with shave 4 (the common protocol, FACTS.md §1)"
     preamble = [*budget_note(params, searched), *_searched_note(params, searched)]
-    if released or not searched:
-        preamble += _ours_note(released, what)
-    else:
-        preamble.append("No rows of the released weights: `tpsr.released_weights` is null. Set it to "
-                        "`download` or to a folder holding the authors' .pt files to score their released x4 "
-                        "TPSR-NOGAN here.")
+    preamble += _released_note(released, searched, what, "x4 TPSR-NOGAN")
     return render(TABLE2, rows, title="TPSR supplementary Table 2 (x2, x4): TPSR-NOGAN", extra_sets=sets,
                   preamble=preamble, footer=[*TABLE2_NOTES, _rendered_from("tpsr/table2")], name="tpsr/table2")
 
@@ -920,10 +924,7 @@ def search_discriminator(recipe, params, *, seed, split, data, out, checkpoints,
         val_images=_val_images(data, split, gan["val_crop_hr"]),
         device=device, seed=seed, reward=MinMaxReward("lpips"), best_by="reward")
     config = {"children": size["children"], "per_update": 1, "select": 0, "scorer": scorer,
-              "controller": {"kind": "flat", "hidden": hp["controller_hidden"], "tanh_constant": hp["tanh_constant"],
-                             "temperature": hp["temperature"], "lr": hp["controller_lr"],
-                             "betas": list(hp["controller_betas"]), "baseline_decay": hp["baseline_decay"],
-                             "entropy_weight": hp["entropy_weight"], "entropy_mode": "reward"}}
+              "controller": controller_config(hp)}
     run.log_params({"phase": "disc", "seed": seed, "generator": str(generator), "vgg": backbone,
                     "vgg_layer": proxy_layer, **flatten(d), **{f"budget.{k}": v for k, v in size.items()}})
     result = STRATEGIES.get("reinforce").run(
