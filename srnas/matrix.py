@@ -46,14 +46,18 @@ from srnas.recipe import PAPERS, Recipe, RetrainJob, SearchRun, split_images
 from srnas.reports import TABLES, TableSpec, mean_std
 
 NAME = "matrix"
-SPACE_NAMES = ("dlsr", "hinas", "hnas", "tpsr")
+SPACE_NAMES = ("dlsr", "hinas", "hnas", "tpsr", "trilevelnas")
 # Spaces without a supernet (TPSR trains every child on its own): no differentiable search and
 # no shared-weight scorer there; the table says why those cells are empty.
 NO_SUPERNET = {"tpsr": "TPSR's space has no supernet: every child is trained on its own"}
 STRATEGY_NAMES = ("differentiable", "random", "reinforce")
 # The update rule each space's own paper uses (DLSR Eq. 4-6; HiNAS section 3.3).
 # HNAS searched with a controller; its continuous relaxation takes DARTS's first-order rule.
-ARCH_UPDATE = {"dlsr": "mixed_level", "hinas": "first_order", "hnas": "first_order"}
+# TrilevelNAS follows AGD: first order, weights and architecture on the two halves.
+ARCH_UPDATE = {"dlsr": "mixed_level", "hinas": "first_order", "hnas": "first_order", "trilevelnas": "first_order"}
+# Spaces whose supernet normalises with sparsestmax: the differentiable search raises its
+# radius from 0 to the circumradius over the steps (TrilevelNAS section 4.1).
+SPARSESTMAX_SPACES = ("trilevelnas",)
 VAL_CROP_HR = 96          # validation images are scored on a centred crop of this many HR pixels
 
 # Every network of the study learns the residual over a bicubic upsampling of its input:
@@ -64,6 +68,9 @@ _SETTINGS = {
     "hinas": {"supernet": {"width": 8, "layers": 2, "nodes": 3}, "network": {"width": 8}},
     "hnas": {"supernet": {"width": 8, "layers": 2}, "network": {"width": 8, "residual": True}},
     "tpsr": {"network": {"n": 16, "residual": True}},
+    # TrilevelNAS: a 5-node tree (1 searchable RiR block and one '1' layer after the stem)
+    "trilevelnas": {"supernet": {"width": 8, "blocks": 1, "layers": 1, "residual": True},
+                    "network": {"width": 8, "residual": True}},
 }
 
 
@@ -203,6 +210,7 @@ class MatrixRecipe(Recipe):
         from srnas.data.patches import sample_batch
         from srnas.decisions import decision_space
         from srnas.device import device_name, pick_device
+        from srnas.search.hooks import SparsestmaxRadius
         from srnas.search.strategy import STRATEGIES, SearchContext
 
         strategy, space = parse_variant(variant)
@@ -218,7 +226,9 @@ class MatrixRecipe(Recipe):
             train_batch=lambda t: sample_batch(train, t, seed=seed, **batches),
             val_batch=lambda t: sample_batch(valid, t, seed=seed + 7919, **batches),
             loss_fn=torch.nn.functional.l1_loss, network_kwargs=network_kwargs,
-            supernet_kwargs=supernet_kwargs, val_images=_val_images(valid, scale), device=device, seed=seed)
+            supernet_kwargs=supernet_kwargs, val_images=_val_images(valid, scale), device=device, seed=seed,
+            hooks=[SparsestmaxRadius(size["search_steps"])]
+            if strategy == "differentiable" and space in SPARSESTMAX_SPACES else [])
         config = self._strategy_config(params, strategy, space, size)
         run.log_params({"strategy": strategy, "space": space, "seed": seed, **flatten(config, "config."),
                         **flatten(supernet_kwargs, "supernet."), **flatten(network_kwargs, "network.")})

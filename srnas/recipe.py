@@ -42,8 +42,10 @@ NOISY_BENCH = "data/noisy_benchmarks"   # denoising test inputs (pipeline.make_l
 
 @dataclass(frozen=True)
 class Measurement:
-    """A paper-specific measurement stage (e.g. a supernet's memory with and without some
-    sharing): ``run(params, out_path, mlflow_run)`` writes one JSON file."""
+    """A paper-specific stage that writes one file: a measurement (e.g. a supernet's memory
+    with and without some sharing) or a paper's own step outside the search/train phases
+    (a teacher network the searches distil from): ``run(params, out_path, mlflow_run)``
+    writes ``out`` (default :meth:`Recipe.measurement_file`: ``results/<paper>/<name>.json``)."""
 
     name: str
     keys: tuple[str, ...]
@@ -51,6 +53,7 @@ class Measurement:
     deps: tuple[str, ...] = ()
     gpu: int = 0
     runtime: int = 30
+    out: str | None = None
 
 
 PHASE_KINDS = ("search", "train")
@@ -352,7 +355,7 @@ class Recipe:
             checkpoints: Path, context: Mapping[str, Any], run: Any, logged: Mapping[str, Any],
             out: Path, genotype: Any, kwargs: Mapping[str, Any], variant: str, seed: int,
             init_state: Mapping[str, Any] | None = None, init_exclude: tuple[str, ...] = (),
-            batches: Callable[[int], Any] | None = None) -> None:
+            batches: Callable[[int], Any] | None = None, train_step: Any = None) -> None:
         """The part every supervised retraining shares: log ``logged`` as the run's params;
         train ``model`` (:func:`srnas.train.train` under ``config``, a
         :class:`srnas.train.TrainConfig`) with ``loss_fn`` on the seeded patch batches of
@@ -360,7 +363,9 @@ class Recipe:
         ``checkpoints`` (``context``: what a checkpoint must match, else it is archived and the
         training starts over); ``init_state``/``init_exclude``: warm-start weights and the
         name prefixes they skip; write the model file (:meth:`save_retrained`); log the speed.
-        ``batches(step)``: another task's batches (denoising: srnas.denoising) instead."""
+        ``batches(step)``: another task's batches (denoising: srnas.denoising) instead;
+        ``train_step``: a :class:`srnas.train.TrainStep` other than the supervised one
+        (distillation from a teacher: :class:`srnas.train.DistillStep`)."""
         from srnas.checkpoint import Checkpointer
         from srnas.data.patches import sample_batch
         from srnas.train import train
@@ -373,7 +378,7 @@ class Recipe:
         result = train(model, loss_fn, batches, config, device,
                        Checkpointer(checkpoints, every=config.checkpoint_every, on_mismatch="archive",
                                     context=dict(context)),
-                       init_state=init_state, init_exclude=init_exclude,
+                       init_state=init_state, init_exclude=init_exclude, train_step=train_step,
                        log=lambda metrics, step: run.log_metrics(metrics, step=step))
         self.save_retrained(out, result, genotype, config.scale, kwargs, params=params, variant=variant,
                             seed=seed, device=device)
@@ -466,8 +471,8 @@ class Recipe:
     def _measure_stages(self, params: Params) -> list[Stage]:
         p = self.name
         return [Stage(f"measure_{p}_{m.name}", "pipeline.measure",
-                      ("--paper", p, "--measurement", m.name, "--out", self.measurement_file(m.name)),
-                      m.deps, (self.measurement_file(m.name),), m.keys, paper=p, threads=TORCH_THREADS,
+                      ("--paper", p, "--measurement", m.name, "--out", m.out or self.measurement_file(m.name)),
+                      m.deps, (m.out or self.measurement_file(m.name),), m.keys, paper=p, threads=TORCH_THREADS,
                       gpu=m.gpu, runtime=m.runtime)
                 for m in self.measurements(params)]
 

@@ -11,8 +11,9 @@ Recipes it covers (a paper module picks the values):
 
 Training steps are pluggable (``train_step=``): :class:`SupervisedStep` (LR, HR) -> loss ->
 Adam, the default; :class:`GANStep` (generator, then discriminator; TPSR); :class:`DistillStep`
-(targets from a frozen teacher; TrilevelNAS). The loop around them (resume, records, log
-callback, progress) is the same for all.
+(targets from a frozen teacher; TrilevelNAS); :class:`SandwichStep` (a supernet's largest,
+smallest and random widths per step, weights only; AGD / TrilevelNAS). The loop around them
+(resume, records, log callback, progress) is the same for all.
 
 Step numbering: step index ``t`` runs 0..steps-1 and asks ``batch(t)`` for its batch; "after
 n steps" means n completed steps. The learning rate used by step t is ``lr(t)`` (closed
@@ -50,6 +51,7 @@ __all__ = [
     "DistillStep",
     "GANStep",
     "Precision",
+    "SandwichStep",
     "SupervisedStep",
     "TrainConfig",
     "TrainResult",
@@ -104,7 +106,9 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
 def config_fingerprint_data(kind: str, config: Any, model: nn.Module) -> dict:
     """What a loop's checkpoint fingerprint covers: the loop kind, its config minus
     :data:`NON_SEMANTIC_FIELDS`, and the model's parameter/buffer names and shapes."""
-    cfg = {k: v for k, v in asdict(config).items() if k not in NON_SEMANTIC_FIELDS}
+    optional = getattr(config, "OPTIONAL_FIELDS", {})
+    cfg = {k: v for k, v in asdict(config).items()
+           if k not in NON_SEMANTIC_FIELDS and not (k in optional and v == optional[k])}
     return {"loop": kind, "config": cfg, "model": model_signature(model)}
 
 
@@ -551,6 +555,55 @@ class DistillStep(SupervisedStep):
     def fingerprint_data(self):
         return {"name": self.name, "hr_weight": self.hr_weight, "teacher": model_signature(self.teacher),
                 "teacher_values": _values_hash(self.teacher)}
+
+
+class SandwichStep(DistillStep):
+    """The sandwich rule of slimmable networks as AGD and TrilevelNAS pretrain their
+    supernets (TrilevelNAS Algorithm 1 line 7; AGD: the largest, the smallest and 2 random
+    widths per step; FACTS.md §4): one step sums the distillation loss of the model at
+    ``width_mode`` "max", "min" and ``random`` times "random" (the model's attribute, which
+    a :class:`~srnas.spaces.trilevelnas_supernet.TrilevelSupernet` reads), then takes one
+    Adam step of the WEIGHTS only (``model.weight_parameters()``: the architecture
+    parameters stay as they are). The mode is restored after the step. Logged: ``loss``
+    (the sum) and ``loss_<mode>`` per width (the random ones averaged)."""
+
+    name = "sandwich"
+
+    def __init__(self, teacher: nn.Module, *, random: int = 2, hr_weight: float = 0.0):
+        super().__init__(teacher, hr_weight=hr_weight)
+        check_int("sandwich.random", random, 0)
+        self.random = random
+
+    def bind(self, model, loss_fn, config, device, precision):
+        if not hasattr(model, "width_mode") or not hasattr(model, "weight_parameters"):
+            raise SrnasError(f"SandwichStep: {type(model).__name__} has no width_mode / weight_parameters "
+                             f"(a supernet with searchable widths is needed)")
+        super().bind(model, loss_fn, config, device, precision)
+        params = [p for p in model.weight_parameters() if p.requires_grad]
+        self.opt = _Optimised(params, config, precision, lr=config.lr, betas=config.betas,
+                              weight_decay=config.weight_decay, grad_clip=config.grad_clip)
+
+    def step(self, t, lr_img, hr_img):
+        self.opt.optimizer.zero_grad(set_to_none=True)
+        before = self.model.width_mode
+        modes = ["max", "min"] + ["random"] * self.random
+        total, terms = None, {}
+        try:
+            for mode in modes:
+                self.model.width_mode = mode
+                with self.precision.autocast():
+                    sr = self.model(lr_img)
+                loss = self.target_loss(sr.float(), lr_img, hr_img)["loss"]
+                total = loss if total is None else total + loss
+                key = f"loss_{mode}"
+                terms[key] = terms.get(key, 0.0) + loss.detach() / (self.random if mode == "random" else 1)
+        finally:
+            self.model.width_mode = before
+        self.opt.update(total)
+        return {"loss": total.detach(), **terms}
+
+    def fingerprint_data(self):
+        return {**super().fingerprint_data(), "name": self.name, "random": self.random}
 
 
 class GANStep(SupervisedStep):

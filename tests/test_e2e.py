@@ -42,14 +42,18 @@ def test_snakemake_builds_table2_then_has_nothing_to_do(project):
     assert len(hnas) == 1, table  # x2 (hnas.scales, Table II's), standing alone (results/hnas/table2.md)
     tpsr = [l for l in table.splitlines() if l.startswith("| TPSR-NOGAN, searched by srnas (seed 0) | ours")]
     assert len(tpsr) == 1, table  # x4 (tpsr.scales), standing alone too
+    tri = [l for l in table.splitlines() if l.startswith(
+        "| TrilevelNAS-B (PSNR-oriented), searched and trained from search by srnas (seed 0) | ours")]
+    assert len(tri) == 1, table  # x4 (TrilevelNAS's only scale), standing alone
     # The quick budget learns (issue 14): every retrained network (the papers' and every cell
     # of the strategy matrix) beats the Bicubic RGB pipeline it is fed from, on SampleTest, at
     # every scale it trains.
     matrix = sorted(p.name[:-len("_x2.json")] for p in (dest / "results/matrix/eval").glob("*_x2.json"))
-    # 3 strategies x 3 spaces and TPSR's (no supernet: no differentiable), one random seed here
-    assert len(matrix) == 11, matrix
+    # 3 strategies x 4 spaces and TPSR's (no supernet: no differentiable), one random seed here
+    assert len(matrix) == 14, matrix
     for run, scales in (("dlsr/eval/dlsr_s0", (2, 3, 4)), ("hinas/eval/hinas_s0", (2, 3, 4)),
                         ("hnas/eval/hnas-b_s0", (2,)), ("tpsr/eval/tpsr_s0", (4,)),
+                        ("trilevelnas/eval/psnr_s0", (4,)), ("trilevelnas/eval/teacher", (4,)),
                         *((f"matrix/eval/{m}", (2,)) for m in matrix)):
         for scale in scales:
             bicubic = json.loads((dest / f"results/common/bicubic_x{scale}.json").read_text())["rgb"]["SampleTest"]
@@ -94,7 +98,7 @@ def test_snakemake_builds_table2_then_has_nothing_to_do(project):
     n, tags, status, papers = json.loads(_run([sys.executable, "-c", code], dest, env).strip().splitlines()[-1])
     assert (n, tags, status) == (len(stages), kinds, ["FINISHED"])
     assert {s.paper for s in stages if s.module != "pipeline.figures"} <= set(papers)
-    assert {"common", "dlsr", "hinas", "hnas", "matrix", "tpsr"} <= set(papers)
+    assert {"common", "dlsr", "hinas", "hnas", "matrix", "tpsr", "trilevelnas"} <= set(papers)
 
 
 def test_released_weights_rows_from_a_local_folder(project, tmp_path):

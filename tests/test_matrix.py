@@ -20,9 +20,8 @@ from srnas.spaces import SPACES, searchable
 def test_the_matrix_covers_every_registered_strategy_and_space():
     # A strategy or space registered later must be added to the matrix's choices.
     assert set(STRATEGY_NAMES) == set(STRATEGIES.names())
-    # TPSR's space has no supernet (multi-trial strategies only); TrilevelNAS is searchable
-    # (its tree supernet) but not yet in the matrix: issue 12
-    assert set(SPACE_NAMES) == set(searchable()) - {"trilevelnas"} | {"tpsr"} == set(SPACES.names()) - {"trilevelnas"}
+    # TPSR's space has no supernet (multi-trial strategies only)
+    assert set(SPACE_NAMES) == set(searchable()) | {"tpsr"} == set(SPACES.names())
     assert "trilevelnas" in searchable() and "tpsr" not in searchable() and set(NO_SUPERNET) == {"tpsr"}
 
 
@@ -31,7 +30,7 @@ def test_stages_follow_the_params():
     names = {s.name for s in all_stages(params)}
     runs = {r.run for r in RECIPE.search_specs(params)}
     # default seeds: one for differentiable and reinforce, three for random, per space
-    assert runs == {f"{st}-{sp}_s{k}" for sp in ("dlsr", "hinas", "hnas", "tpsr")
+    assert runs == {f"{st}-{sp}_s{k}" for sp in ("dlsr", "hinas", "hnas", "tpsr", "trilevelnas")
                     for st, seeds in (("differentiable", [0]), ("reinforce", [0]), ("random", [0, 1, 2]))
                     for k in seeds if not (sp == "tpsr" and st == "differentiable")}
     # without a supernet, the shared scorer leaves TPSR's space out entirely

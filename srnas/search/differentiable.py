@@ -80,7 +80,7 @@ __all__ = ["ARCH_UPDATES", "UPDATE_RULES", "FirstOrder", "MixedLevel", "SearchCo
            "UpdateRule", "run_search"]
 
 WEIGHT_OPTIMIZERS = ("adam", "sgd")
-WEIGHT_SCHEDULES = ("constant", "cosine")
+WEIGHT_SCHEDULES = ("constant", "cosine", "step")
 
 BatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -92,7 +92,8 @@ class SearchConfig:
 
     Weights: ``weight_optimizer`` "adam" (``weight_lr``, ``weight_betas``,
     ``weight_decay``) or "sgd" (``weight_lr``, ``weight_momentum``, ``weight_decay``);
-    ``weight_schedule`` "constant" or "cosine" (to ``weight_lr_min`` over ``steps``);
+    ``weight_schedule`` "constant", "cosine" (to ``weight_lr_min`` over ``steps``) or
+    "step" (halved every ``weight_step_every`` steps: TrilevelNAS's 25/50/75 of 100 epochs);
     None picks cosine for sgd (HiNAS: 0.025 -> 0.001) and constant for adam (DLSR).
     Architecture: Adam (``arch_lr``, ``arch_betas``, ``arch_weight_decay``).
     ``batch_size``, ``patch_hr`` and ``scale`` describe what the batch callables return
@@ -112,6 +113,7 @@ class SearchConfig:
     weight_decay: float = 1e-8
     weight_schedule: str | None = None
     weight_lr_min: float = 0.0
+    weight_step_every: int = 0
     grad_clip: float = 0.0
     arch_lr: float = 3e-4
     arch_betas: tuple[float, float] = (0.5, 0.999)
@@ -126,6 +128,8 @@ class SearchConfig:
     log_every: int = 100
     amp: bool = False
     channels_last: bool = False
+    # Left out of the checkpoint fingerprint at their default (runs from before they existed resume).
+    OPTIONAL_FIELDS: ClassVar[dict[str, Any]] = {"weight_step_every": 0}
 
     def __post_init__(self) -> None:
         check_int("search.steps", self.steps, 1)
@@ -147,6 +151,7 @@ class SearchConfig:
         check_float("search.weight_lr_min", self.weight_lr_min)
         if self.weight_lr_min > self.weight_lr:
             raise config_error("search.weight_lr_min", f"{self.weight_lr_min} is above search.weight_lr")
+        check_int("search.weight_step_every", self.weight_step_every, 1 if self.weight_schedule == "step" else 0)
         check_float("search.grad_clip", self.grad_clip)
         check_float("search.arch_lr", self.arch_lr, positive=True)
         object.__setattr__(self, "arch_betas", check_betas("search.arch_betas", self.arch_betas))
@@ -169,8 +174,8 @@ class SearchConfig:
                 raise config_error(f"search.{name}", f"expected true or false, got {getattr(self, name)!r}")
 
     def weight_lr_at(self, step: int) -> float:
-        return self.weight_lr * lr_factor(self.weight_schedule, step, self.steps,
-                                          base_lr=self.weight_lr, lr_min=self.weight_lr_min)
+        return self.weight_lr * lr_factor(self.weight_schedule, step, self.steps, base_lr=self.weight_lr,
+                                          lr_min=self.weight_lr_min, step_every=self.weight_step_every)
 
 
 @dataclass

@@ -78,7 +78,7 @@ from srnas.formats.trilevelnas import (  # noqa: F401  (the format's names, re-e
     trilevelnas_genotype,
 )
 from srnas.genotype import Genotype
-from srnas.ops import new_family
+from srnas.ops import bicubic_skip, new_family
 
 RES_SCALE = 0.2            # RiR output = 0.2 * chain(x) + x
 EXPANSION = 4              # DwsBlock expansion
@@ -205,10 +205,13 @@ class TrilevelNet(nn.Module):
     ``hr_conv``: tail A with ESRGAN's HR conv (the variant whose MACs match Table 1's
     117.4 G). ``layer_act``: the activation after a B '1' conv ("lrelu" or "none").
     ``width`` (alias ``nf``): the full width, 64 in the paper (see the module docstring).
+    ``residual=True``, not the paper's (no global residual), adds a bicubic upsampling of the
+    input to the output (:func:`srnas.ops.bicubic_skip`): the strategy matrix's setting for
+    every space, so that its short retrainings learn alike.
     """
 
     def __init__(self, genotype: Genotype, scale: int = 4, hr_conv: bool = False, layer_act: str = "lrelu",
-                 width: int = FULL_WIDTH, nf: int | None = None):
+                 width: int = FULL_WIDTH, nf: int | None = None, residual: bool = False):
         super().__init__()
         C = check_width(width, nf)
         if not isinstance(genotype, Genotype) or genotype.space != "trilevelnas":
@@ -230,7 +233,7 @@ class TrilevelNet(nn.Module):
             if hr_conv:
                 raise SrnasError("hr_conv: only tail A has an HR conv (the genotype's tail is B)")
         self.genotype, self.scale, self.tail, self.hr_conv = genotype, scale, tail, bool(hr_conv)
-        self.width = C
+        self.width, self.residual = C, bool(residual)
         self.stem = nn.Conv2d(3, C, 3, padding=1)
         blocks = iter(payload["blocks"])
         nodes: list[nn.Module] = []
@@ -247,7 +250,8 @@ class TrilevelNet(nn.Module):
             self.tail_layers = nn.Sequential(*hr, nn.Conv2d(C, 3, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tail_layers(self.body(self.stem(x / PEAK))) * PEAK
+        out = self.tail_layers(self.body(self.stem(x / PEAK))) * PEAK
+        return out + bicubic_skip(x, self.scale) if self.residual else out
 
 
 # --------------------------------------------------------------------------------------

@@ -55,9 +55,19 @@ Sorted sparsestmax (Eq. 3; FACTS.md §4): :meth:`TrilevelSupernet.order_loss` = 
 root-to-leaf paths P of sum_j (beta_{P_j} - beta_{P_{j-1}}), on the raw beta (a prefix is
 counted once per leaf below it; each path's sum telescopes to leaf minus root); it pushes
 weights to descend along a path. :meth:`arch_regularizer` = ``order_weight`` times it
-(1e-2 in the authors' config; Table 4 also reports 0 and 0.1), which the differentiable
-strategy adds to the architecture loss. Not here: the FLOPs term of Eq. 5 (weight 1e-20 in
-the authors' config) and the distillation loss (the recipe's).
+(1e-2 in the authors' config; Table 4 also reports 0 and 0.1) plus ``flops_weight`` times
+:meth:`expected_macs` (the FLOPs term of Eq. 5; 1e-20 in the authors' config, AGD's, counted
+at a 3x510x350 input: ``flops_input``), which the differentiable strategy adds to the
+architecture loss. The distillation loss is the recipe's (:mod:`srnas.papers.trilevelnas`).
+
+Expected MACs (the FLOPs term): the multiply-adds of the network one would derive, in
+expectation over the relaxed choices, at an LR input of ``flops_input`` (H, W): stem + tail
++ sum_k w_k * cost(root-to-node path of map k), w = the path weights; a RiR node's cost is
+sum over slots of sum_o w_o * p_in^T M_o p_out, with M_o[a, b] the per-pixel MACs of op o
+from width a to width b (:func:`op_macs`: the derived op's, biases excluded, as
+:func:`srnas.complexity.count_macs`), w_o the op weights and p the width distribution of
+each slot's output, softmax(gamma / tau) (the mean of the Gumbel sample; slot 0 reads C, slot
+4 outputs C). At one-hot weights it is exactly the derived network's count (tested).
 
 Radii: ``radii["path"]`` (K = the number of maps) and ``radii["op"]`` (K = 4), 0 (plain
 sparsemax) until a hook sets them (:meth:`set_radius`, :meth:`sparsestmax_sizes`). ``tau``
@@ -74,7 +84,15 @@ the width of the largest gamma (ties to the earlier op / narrower width); the ta
 :meth:`TrilevelSupernet.inherit` builds that network with the supernet's weights (train
 from search, section 4 and Algorithm 1): ``fixed(g)`` computes exactly it.
 
-``nf`` is accepted as an alias of ``width`` (a multiple of 8, as the derived network's).
+``nf`` is accepted as an alias of ``width`` (a multiple of 8, as the derived network's);
+``residual=True`` (not the paper's) adds a bicubic upsampling of the input to the output, as
+:class:`~srnas.spaces.trilevelnas.TrilevelNet` does with it (the strategy matrix's setting).
+
+Ablations (Tables 5 and 6): ``normaliser="softmax"`` normalises the path and op weights by
+softmax instead of sparsestmax (the radii are then unused; the derivation still takes the
+argmax); ``fixed_path`` (a root-to-node path of the tree, e.g. the paper's [0, 0, 0, 0, 0, 1, 1])
+fixes the network level to that map, one-hot (the "BilevelNAS" of Table 6: cells and widths
+searched, the path not; beta gets no gradient from the loss).
 """
 
 from __future__ import annotations
@@ -99,6 +117,7 @@ from srnas.formats.trilevelnas import (
     trilevelnas_genotype,
 )
 from srnas.genotype import Genotype
+from srnas.ops import bicubic_skip
 from srnas.spaces.base import SearchSpace, top_k
 from srnas.spaces.trilevelnas import (
     B_SCALES,
@@ -116,8 +135,24 @@ from srnas.spaces.trilevelnas import (
 from srnas.sparsestmax import circumradius, sparsestmax
 
 WIDTH_MODES = ("gumbel", "max", "min", "random")
+NORMALISERS = ("sparsestmax", "softmax")
 RADII = ("path", "op")
 SEARCHED_SLOTS = OPS_PER_BLOCK - 1          # the last op of a block always outputs C
+
+
+def op_macs(op: str, c_in: int, c_out: int) -> int:
+    """Per-pixel multiply-adds (biases excluded) of the derived op ``c_in -> c_out``
+    (:mod:`srnas.spaces.trilevelnas`: the projection only when the widths differ, the
+    DwsBlock expanding to 4 c_in)."""
+    proj = c_in * c_out if c_in != c_out else 0
+    if op == "conv1x1":
+        return c_in * c_out
+    if op == "conv3x3":
+        return 9 * c_in * c_out
+    if op == "resblock":
+        return 9 * c_in * c_out + 9 * c_out * c_out + proj
+    mid = 4 * c_in
+    return c_in * mid + 9 * mid + mid * c_out + proj
 
 
 class SuperSlot(nn.Module):
@@ -161,7 +196,9 @@ class TrilevelSupernet(SearchSpace):
 
     def __init__(self, scale: int = 4, width: int = FULL_WIDTH, blocks: int = MAX_BLOCKS - 1,
                  layers: int = MAX_LAYERS, tail: str = "B", layer_act: str = "lrelu",
-                 order_weight: float = 1e-2, init_std: float = 1e-3, nf: int | None = None):
+                 order_weight: float = 1e-2, init_std: float = 1e-3, nf: int | None = None,
+                 flops_weight: float = 0.0, flops_input: Sequence[int] = (510, 350), residual: bool = False,
+                 normaliser: str = "sparsestmax", fixed_path: Sequence[int] | None = None):
         super().__init__()
         C = check_width(width, nf)
         blocks, layers = check_tree(blocks, layers, "TrilevelSupernet")
@@ -173,15 +210,31 @@ class TrilevelSupernet(SearchSpace):
             raise SrnasError(f"scale: TrilevelNAS-B supports {', '.join(map(str, B_SCALES))}, got {scale!r}")
         if layer_act not in LAYER_ACTS:
             raise SrnasError(f"layer_act: expected one of {', '.join(LAYER_ACTS)}, got {layer_act!r}")
-        if isinstance(order_weight, bool) or not isinstance(order_weight, (int, float)) \
-                or not math.isfinite(order_weight) or order_weight < 0:
-            raise SrnasError(f"order_weight: expected a number >= 0, got {order_weight!r}")
+        for name, value in (("order_weight", order_weight), ("flops_weight", flops_weight)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < 0:
+                raise SrnasError(f"{name}: expected a number >= 0, got {value!r}")
+        if not (isinstance(flops_input, Sequence) and len(flops_input) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in flops_input)):
+            raise SrnasError(f"flops_input: expected [height, width] of positive integers, got {flops_input!r}")
+        self.flops_weight, self.flops_input = float(flops_weight), tuple(flops_input)
+        self.residual = bool(residual)
+        if normaliser not in NORMALISERS:
+            raise SrnasError(f"normaliser: expected one of {', '.join(NORMALISERS)}, got {normaliser!r}")
+        self.normaliser = normaliser
         self.scale, self.width, self.blocks, self.layers = scale, C, blocks, layers
         self.tail, self.layer_act, self.order_weight = tail, layer_act, float(order_weight)
         self.widths = tuple(channels(w, C) for w in WIDTHS)
 
         self.paths = tree_paths(blocks, layers)
         index = {p: k for k, p in enumerate(self.paths)}
+        self.fixed_node: int | None = None
+        if fixed_path is not None:
+            key = tuple(fixed_path) if isinstance(fixed_path, (list, tuple)) else None
+            if key not in index:
+                raise SrnasError(f"fixed_path: {fixed_path!r} is not a node of the tree (blocks={blocks}, "
+                                 f"layers={layers}: root-to-node paths of 0s and 1s starting with the stem 0)")
+            self.fixed_node = index[key]
         self.parent = [index[p[:-1]] if len(p) > 1 else -1 for p in self.paths]
         self.rir_index: dict[int, int] = {}
         for k, p in enumerate(self.paths):
@@ -223,21 +276,66 @@ class TrilevelSupernet(SearchSpace):
 
     # -- weights --------------------------------------------------------------------------
     def path_weights(self) -> torch.Tensor:
-        """sparsestmax(beta, radii["path"]): one weight per map, on the simplex."""
+        """sparsestmax(beta, radii["path"]): one weight per map, on the simplex (softmax with
+        ``normaliser="softmax"``; one-hot at the fixed node with ``fixed_path``)."""
+        if self.fixed_node is not None:
+            return torch.nn.functional.one_hot(torch.tensor(self.fixed_node, device=self.beta.device),
+                                               len(self.paths)).to(self.beta.dtype)
+        if self.normaliser == "softmax":
+            return torch.softmax(self.beta, -1)
         return sparsestmax(self.beta, self.radii["path"])
 
     def op_weights(self) -> torch.Tensor:
-        """sparsestmax(alpha, radii["op"]) per (RiR node, slot): (RiR nodes, 5, 4)."""
+        """sparsestmax(alpha, radii["op"]) per (RiR node, slot): (RiR nodes, 5, 4) (softmax
+        with ``normaliser="softmax"``)."""
+        if self.normaliser == "softmax":
+            return torch.softmax(self.alpha, -1)
         return sparsestmax(self.alpha, self.radii["op"])
 
     def order_loss(self) -> torch.Tensor:
         """Eq. 3's ordering term on the raw beta (see the module docstring)."""
         return (self.beta[self._later] - self.beta[self._earlier]).sum()
 
+    def expected_macs(self, lr_hw: Sequence[int] | None = None) -> torch.Tensor:
+        """The FLOPs term's multiply-adds at an LR input ``lr_hw`` (default ``flops_input``),
+        differentiable in alpha, beta and gamma (see the module docstring)."""
+        h, w = lr_hw or self.flops_input
+        dev, dt = self.beta.device, self.beta.dtype
+        C, s = self.width, self.scale
+        widths = self.widths
+        tables = torch.tensor([[[op_macs(op, a, b) for b in widths] for a in widths] for op in OPS],
+                              device=dev, dtype=dt)                       # (ops, in, out)
+        full = torch.zeros(len(widths), device=dev, dtype=dt)
+        full[-1] = 1.0
+        w_op = self.op_weights()
+        p_width = torch.softmax(self.gamma / self.tau, -1)               # (RiR, 4, widths)
+        node_cost = []
+        for k in range(len(self.paths)):
+            if k not in self.rir_index:
+                node_cost.append(torch.tensor(9.0 * C * C, device=dev, dtype=dt))
+                continue
+            row, p_in, cost = self.rir_index[k], full, 0.0
+            for j in range(OPS_PER_BLOCK):
+                p_out = p_width[row, j] if j < SEARCHED_SLOTS else full
+                per_op = torch.einsum("a,oab,b->o", p_in, tables, p_out)
+                cost = cost + (w_op[row, j] * per_op).sum()
+                p_in = p_out
+            node_cost.append(cost)
+        path_cost = []
+        for k in range(len(self.paths)):
+            path_cost.append(node_cost[k] if k == 0 else path_cost[self.parent[k]] + node_cost[k])
+        fixed = 27.0 * C + 9.0 * C * 3 * s * s
+        return (fixed + (self.path_weights() * torch.stack(path_cost)).sum()) * (h * w)
+
     def arch_regularizer(self) -> torch.Tensor | None:
         """What the differentiable strategy adds to the architecture loss: order_weight x
-        :meth:`order_loss` (None when the weight is 0)."""
-        return self.order_weight * self.order_loss() if self.order_weight else None
+        :meth:`order_loss` + flops_weight x :meth:`expected_macs` (None when both weights are 0)."""
+        terms = []
+        if self.order_weight:
+            terms.append(self.order_weight * self.order_loss())
+        if self.flops_weight:
+            terms.append(self.flops_weight * self.expected_macs())
+        return sum(terms[1:], terms[0]) if terms else None
 
     def _slot_widths(self) -> tuple[list[list[int]], torch.Tensor | None]:
         """Per RiR row the width index of slots 0-3, and the straight-through samples
@@ -296,7 +394,10 @@ class TrilevelSupernet(SearchSpace):
             if path_list[k] > 0.0:
                 term = w_path[k] * f
                 out = term if out is None else out + term
-        return self.tail_layers(out) * PEAK
+        return self._output(self.tail_layers(out) * PEAK, x)
+
+    def _output(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return out + bicubic_skip(x, self.scale) if self.residual else out
 
     # -- weight sharing ------------------------------------------------------------------
     def _select(self, genotype: Genotype) -> list[tuple]:
@@ -333,10 +434,11 @@ class TrilevelSupernet(SearchSpace):
                 h = RES_SCALE * y + h
             else:
                 h = self.nodes[step[1]](h)
-        return self.tail_layers(h) * PEAK
+        return self._output(self.tail_layers(h) * PEAK, x)
 
     def child_state_dict(self, genotype: Genotype) -> dict[str, torch.Tensor]:
-        """For ``TrilevelNet(genotype, scale, width=self.width, layer_act=self.layer_act)``:
+        """For ``TrilevelNet(genotype, scale, width=self.width, layer_act=self.layer_act,
+        residual=self.residual)``:
         views of the weights ``fixed(genotype)`` uses (superkernel slices start at 0)."""
         out: dict[str, torch.Tensor] = {}
         for prefix, module in (("stem.", self.stem), ("tail_layers.", self.tail_layers)):
@@ -354,7 +456,7 @@ class TrilevelSupernet(SearchSpace):
     def inherit(self, genotype: Genotype) -> TrilevelNet:
         """The derived network of ``genotype`` holding (copies of) the supernet's weights:
         train from search (section 4; Algorithm 1's derivation step)."""
-        net = TrilevelNet(genotype, self.scale, width=self.width, layer_act=self.layer_act)
+        net = TrilevelNet(genotype, self.scale, width=self.width, layer_act=self.layer_act, residual=self.residual)
         net.to(self.beta.device, self.beta.dtype)
         net.load_state_dict(self.child_state_dict(genotype))      # strict
         return net
@@ -362,8 +464,10 @@ class TrilevelSupernet(SearchSpace):
     def derive(self) -> Genotype:
         """See the module docstring: the argmax map's path, argmax ops and widths, tail B."""
         with torch.no_grad():
-            one_hot = sparsestmax(self.beta, circumradius(len(self.paths)))
-            node = top_k(one_hot, 1)[0]
+            if self.fixed_node is not None:
+                node = self.fixed_node
+            else:
+                node = top_k(sparsestmax(self.beta, circumradius(len(self.paths))), 1)[0]
             path = self.paths[node]
             blocks = []
             for d in range(1, len(path) + 1):
@@ -379,4 +483,4 @@ class TrilevelSupernet(SearchSpace):
         return trilevelnas_genotype(list(path), blocks, self.tail)
 
 
-__all__ = ["RADII", "WIDTH_MODES", "SuperRiR", "SuperSlot", "TrilevelSupernet"]
+__all__ = ["RADII", "WIDTH_MODES", "SuperRiR", "SuperSlot", "TrilevelSupernet", "op_macs"]
