@@ -245,7 +245,8 @@ def test_dvc_repro_reruns_only_what_an_edit_touches(project, tmp_path):
     # A retraining param (TPSR's, the shortest retraining): its retrain and what depends on
     # its model (the evaluation, the complexity count, which reads the model file, the tables
     # and figures), not its search.
-    _edit(params, "halve_every: 400\n", "halve_every: 350\n")
+    _edit(params, "halve_every: 400\n        checkpoint_every: 100\n",
+          "halve_every: 350\n        checkpoint_every: 100\n")
     ran = _ran(_run(["dvc", "repro"], dest, env))
     assert [s for s in ran if not s.startswith(("evaluate_tpsr", "complexity_tpsr", "render_"))] == [
         "retrain_tpsr_tpsr_s0_x4"], ran
