@@ -84,6 +84,19 @@ def list_of(item_type: type, default: Any = _MISSING, *, choices: tuple | None =
                  check_text=f"must be a {'non-empty ' if nonempty else ''}list of {item_type.__name__}")
 
 
+def number_field(kind: type = int, default: Any = _MISSING, *, zero_ok: bool = False) -> Field:
+    """A number > 0 (``zero_ok``: >= 0), the papers' budget and optimiser sizes."""
+    return Field(kind, default, check=non_negative if zero_ok else positive,
+                 check_text="must be >= 0" if zero_ok else "must be > 0")
+
+
+def seeds_field(default: Any = (0,)) -> Field:
+    """``<paper>.seeds``: a non-empty list of integers >= 0, one search per seed."""
+    return Field(list, list(default), check=lambda v: len(v) > 0 and all(
+        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v),
+        check_text="must be a non-empty list of integers >= 0")
+
+
 Schema = Mapping[str, Any]  # nested dict whose leaves are Field
 
 BASE_SCHEMA: dict[str, Any] = {

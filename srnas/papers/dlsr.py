@@ -35,7 +35,7 @@ from srnas.errors import SrnasError
 from srnas.genotype import packaged
 from srnas.io import atomic_write_json, read_json
 from srnas.papers.dlsr_tables import TABLE2, TABLE3, TABLE4_GPU_DAYS, TABLE5, TABLE6, TABLE7
-from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
+from srnas.params import Field, flatten, list_of, non_negative, positive, register_block, seeds_field
 from srnas.recipe import PAPERS, Recipe, RetrainJob, split_images, warm_start_field
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec
 from srnas.zoo import ARCHS, MODELS, ArchEntry, ModelEntry
@@ -71,9 +71,7 @@ SCHEMA = {
     "split": Field(dict, {"pool": "df2k", "parts": {"train": 3000, "valid": 450}},
                    check=lambda v: validate_split(v, PAPER) is not None),
     "variants": list_of(str, ["dlsr"], choices=tuple(VARIANTS)),
-    "seeds": Field(list, [0], check=lambda v: len(v) > 0 and all(
-        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v),
-        check_text="must be a non-empty list of integers >= 0"),
+    "seeds": seeds_field(),
     "published": list_of(str, [], choices=tuple(PUBLISHED), nonempty=False),
     "scales": list_of(int, [2, 3, 4], choices=(2, 3, 4)),
     # x3 and x4 start from the x2 weights except the upsampler (appendix A).

@@ -57,7 +57,7 @@ from srnas.papers.hinas_tables import (
     TABLE9_STD,
     TABLE12,
 )
-from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
+from srnas.params import Field, flatten, list_of, non_negative, positive, register_block, seeds_field
 from srnas.recipe import PAPERS, Measurement, Recipe, RetrainJob, split_images, warm_start_field
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec, budget_note, mean_std, measured
 
@@ -113,9 +113,7 @@ SCHEMA = {
                                                       "valid": 40}},
                    check=lambda v: validate_split(v, PAPER) is not None),
     "variants": list_of(str, ["hinas"], choices=tuple(VARIANTS)),
-    "seeds": Field(list, [0], check=lambda v: len(v) > 0 and all(
-        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v),
-        check_text="must be a non-empty list of integers >= 0"),
+    "seeds": seeds_field(),
     "scales": list_of(int, [2, 3, 4], choices=(2, 3, 4)),
     # Every scale is trained from scratch in the paper; e.g. {4: 2} starts x4 from the x2
     # weights (all but the decoder).

@@ -67,7 +67,7 @@ from srnas.papers.hinas_dn_tables import (
     TABLE10,
     TABLE10_MISPRINTS,
 )
-from srnas.params import Field, flatten, list_of, register_block
+from srnas.params import Field, flatten, list_of, register_block, seeds_field
 from srnas.recipe import BENCH, HR, NOISY_BENCH, PAPERS, Recipe, RetrainJob, split_files
 from srnas.reports import TABLES, TableSpec
 
@@ -92,9 +92,7 @@ SCHEMA = {
                        doc="an extracted BSDS500 folder (official layout) instead of the download"),
     },
     "variants": list_of(str, ["hinas"], choices=tuple(VARIANTS)),
-    "seeds": Field(list, [0], check=lambda v: len(v) > 0 and all(
-        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v),
-        check_text="must be a non-empty list of integers >= 0"),
+    "seeds": seeds_field(),
     "sigmas": Field(list, [30, 50, 70], check=_sigmas_ok,
                     check_text="must be a non-empty list of distinct noise levels in (0, 256)"),
     # Retrainings of the `hinas` search's cells besides the main one: widths (Table 3: manual

@@ -70,7 +70,8 @@ from srnas.errors import SrnasError
 from srnas.genotype import packaged
 from srnas.io import atomic_write_json, read_json
 from srnas.papers.hnas_tables import METHOD_OF, TABLE2
-from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
+from srnas.params import Field, flatten, list_of, register_block, seeds_field
+from srnas.params import number_field as _pos  # every size and rate: > 0 (zero_ok: >= 0)
 from srnas.recipe import (
     BENCH,
     LR_BENCH,
@@ -97,11 +98,6 @@ EXTRA_CONVENTIONS = ("hr720p",)
 TABLE2_CONVENTIONS = ("hnas48", "lr480")  # the published genotypes' counts in Table II
 
 
-def _pos(kind=int, default=None, *, zero_ok=False):
-    check = non_negative if zero_ok else positive
-    return Field(kind, default, check=check, check_text="must be >= 0" if zero_ok else "must be > 0")
-
-
 def _budget(search: tuple, retrain: tuple) -> dict:
     layers, children, weight_steps, batch, patch, samples, ckpt = search
     steps, rlr, rbatch, rpatch, width, rckpt = retrain
@@ -122,9 +118,7 @@ SCHEMA = {
     "split": Field(dict, {"pool": "div2k", "parts": {"train_w": 320, "train_a": 400, "valid": 80}},
                    check=lambda v: validate_split(v, PAPER) is not None),
     "variants": list_of(str, ["hnas-b"], choices=tuple(LAMBDAS)),
-    "seeds": Field(list, [0], check=lambda v: len(v) > 0 and all(
-        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v),
-        check_text="must be a non-empty list of integers >= 0"),
+    "seeds": seeds_field(),
     "published": list_of(str, [], choices=tuple(PUBLISHED), nonempty=False),
     "scales": list_of(int, [2], choices=(2, 3, 4)),      # Table II is x2 only
     "warm_start": warm_start_field(PAPER, {}),

@@ -108,7 +108,8 @@ from srnas.errors import SrnasError
 from srnas.genotype import packaged
 from srnas.io import atomic_write_json, read_json
 from srnas.papers.tpsr_tables import TABLE1, TABLE1_NOTES, TABLE2, TABLE2_NOTES, NotMeasured
-from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
+from srnas.params import Field, flatten, list_of, non_negative, register_block, seeds_field
+from srnas.params import number_field as _pos  # every size and rate: > 0 (zero_ok: >= 0)
 from srnas.recipe import BENCH, LR_BENCH, PAPERS, Phase, Recipe, RetrainJob, SearchRun, split_images, warm_start_field
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec, budget_note, measured
 from srnas.zoo import ARCHS, MODELS, ArchEntry, ModelEntry
@@ -163,11 +164,6 @@ def _folder_or_download(value: str) -> bool:
 
 def _sdist_folder_or_download(value: str) -> bool:
     return value.strip() != "" and not value.endswith((".ckpt", ".whl", ".zip", ".pt", ".pth"))
-
-
-def _pos(kind=int, default=None, *, zero_ok=False):
-    check = non_negative if zero_ok else positive
-    return Field(kind, default, check=check, check_text="must be >= 0" if zero_ok else "must be > 0")
 
 
 def _probability(value) -> bool:
@@ -225,9 +221,7 @@ SCHEMA = {
     # DIV2K: 800 training images and the 100 validation images (supplement).
     "split": Field(dict, {"pool": "div2k", "parts": {"train": 800}, "valid_pool": "div2k_valid"},
                    check=lambda v: validate_split(v, PAPER) is not None),
-    "seeds": Field(list, [0], check=lambda v: len(v) > 0 and all(
-        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v),
-        check_text="must be a non-empty list of integers >= 0"),
+    "seeds": seeds_field(),
     "scales": list_of(int, [4], choices=SCALES),
     "warm_start": warm_start_field(PAPER, {}),
     "n": _pos(int, 16),

@@ -83,7 +83,8 @@ from srnas.data.splits import validate_split
 from srnas.errors import SrnasError
 from srnas.io import atomic_write_json
 from srnas.papers.trilevelnas_tables import TABLE2
-from srnas.params import Field, flatten, list_of, non_negative, positive, register_block
+from srnas.params import Field, flatten, list_of, register_block, seeds_field
+from srnas.params import number_field as _pos  # every size and rate: > 0 (zero_ok: >= 0)
 from srnas.recipe import (
     HR,
     LR,
@@ -190,11 +191,6 @@ TEACHER_EVAL = f"results/{PAPER}/eval/teacher_x{SCALE}.json"
 EXTRA_CONVENTIONS = ("hr720p",)                 # results/table2.md's convention, beside lr256
 
 
-def _pos(kind=int, default=None, *, zero_ok=False):
-    check = non_negative if zero_ok else positive
-    return Field(kind, default, check=check, check_text="must be >= 0" if zero_ok else "must be > 0")
-
-
 def _budget(teacher: tuple, pretrain: tuple, search: tuple, retrain: tuple) -> dict:
     nf, nb, gc, tsteps, tlr, tbatch, tpatch, thalve, tckpt = teacher
     psteps, plr, pbatch, ppatch = pretrain
@@ -225,9 +221,7 @@ SCHEMA = {
     "split": Field(dict, {"pool": "div2k", "parts": {"train_w": 400, "train_a": 400}},
                    check=lambda v: validate_split(v, PAPER) is not None),
     "variants": list_of(str, ["psnr"], choices=tuple(VARIANTS)),
-    "seeds": Field(list, [0], check=lambda v: len(v) > 0 and all(
-        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v),
-        check_text="must be a non-empty list of integers >= 0"),
+    "seeds": seeds_field(),
     "teacher": {
         "file": Field(str, None, nullable=True,
                       doc="null: the pipeline trains the teacher; else a trained x4 RRDBNet (ESRGAN's "
