@@ -82,7 +82,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
     except (TypeError, ValueError) as exc:
         raise SrnasError(f"{path}: cannot build the {genotype.space} network from kwargs "
                          f"{kwargs} ({exc})") from None
-    _check_fits(path, model.state_dict(), state)
+    check_fits(path, model.state_dict(), state)
     model.load_state_dict(state, strict=True)
     info = {k: v for k, v in blob.items() if k != "state_dict"}
     return model.to(device), info
@@ -128,7 +128,10 @@ def _plain_types(hint: Any) -> tuple[type, ...] | None:
     return args if all(a in plain for a in args) else None
 
 
-def _check_fits(path: Path, ours: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor]) -> None:
+def check_fits(where: str | Path, ours: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor],
+               network: str = "the network its genotype and kwargs build") -> None:
+    """SrnasError naming ``where`` when the state dict ``theirs`` does not fit ``ours``
+    (missing, unexpected or wrongly shaped tensors; ``network`` says what ``ours`` is)."""
     missing = sorted(set(ours) - set(theirs))
     unexpected = sorted(set(theirs) - set(ours))
     shapes = [f"{k} {tuple(theirs[k].shape)}, network {tuple(ours[k].shape)}"
@@ -137,5 +140,4 @@ def _check_fits(path: Path, ours: Mapping[str, torch.Tensor], theirs: Mapping[st
                 for what, keys in (("missing", missing), ("unexpected", unexpected),
                                    ("wrong shape", shapes)) if keys]
     if problems:
-        raise SrnasError(f"{path}: state_dict does not fit the network its genotype and kwargs "
-                         f"build ({'; '.join(problems)})")
+        raise SrnasError(f"{where}: state_dict does not fit {network} ({'; '.join(problems)})")

@@ -163,6 +163,7 @@ def load_teacher(path: str | os.PathLike, *, sha256: str | None = None, scale: i
     ``scale``, or anything that is not an RRDBNet with finite weights."""
     from srnas.checkpoint import check_finite_tensors
     from srnas.data.images import sha256_file
+    from srnas.modelfile import check_fits
 
     path = Path(path)
     if not path.is_file():
@@ -202,14 +203,7 @@ def load_teacher(path: str | os.PathLike, *, sha256: str | None = None, scale: i
         net = RRDBNet(file_scale, **arch)
     except (SrnasError, TypeError) as exc:
         raise SrnasError(f"{where}: {path}: {exc}") from None
-    ours = net.state_dict()
-    missing = sorted(set(ours) - set(state))
-    unknown = sorted(set(state) - set(ours))
-    wrong = sorted(k for k in ours if k in state and tuple(state[k].shape) != tuple(ours[k].shape))
-    if missing or unknown or wrong:
-        parts = [f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-                 for what, keys in (("missing", missing), ("unexpected", unknown), ("wrong shape", wrong)) if keys]
-        raise SrnasError(f"{where}: {path} does not fit RRDBNet {arch} x{file_scale} ({'; '.join(parts)})")
+    check_fits(f"{where}: {path}", net.state_dict(), state, f"RRDBNet {arch} x{file_scale}")
     check_finite_tensors(state, f"{where}: {path}")
     net.load_state_dict(state)
     teacher = Teacher(net).eval()
