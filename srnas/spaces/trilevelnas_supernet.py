@@ -256,6 +256,11 @@ class TrilevelSupernet(SearchSpace):
         self.register_arch_parameter("beta", init_std * torch.randn(len(self.paths)))
         self.register_arch_parameter("gamma", init_std * torch.randn(n_rir, SEARCHED_SLOTS, len(WIDTHS)))
 
+        # per-pixel MACs of each op between every pair of widths, for expected_macs
+        self.register_buffer("_op_macs", torch.tensor(
+            [[[op_macs(op, a, b) for b in self.widths] for a in self.widths] for op in OPS],
+            dtype=torch.float64), persistent=False)
+
         self.radii = {name: 0.0 for name in RADII}
         self.tau = 1.0
         self.width_mode = "gumbel"
@@ -302,10 +307,8 @@ class TrilevelSupernet(SearchSpace):
         h, w = lr_hw or self.flops_input
         dev, dt = self.beta.device, self.beta.dtype
         C, s = self.width, self.scale
-        widths = self.widths
-        tables = torch.tensor([[[op_macs(op, a, b) for b in widths] for a in widths] for op in OPS],
-                              device=dev, dtype=dt)                       # (ops, in, out)
-        full = torch.zeros(len(widths), device=dev, dtype=dt)
+        tables = self._op_macs.to(dt)                                    # (ops, in, out)
+        full = torch.zeros(len(self.widths), device=dev, dtype=dt)
         full[-1] = 1.0
         w_op = self.op_weights()
         p_width = torch.softmax(self.gamma / self.tau, -1)               # (RiR, 4, widths)
