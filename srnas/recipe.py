@@ -285,6 +285,13 @@ class Recipe:
     def derive_keys(self) -> tuple[str, ...]:
         return ()
 
+    def phase_keys(self, phase: str, kind: str) -> tuple[str, ...]:
+        """The params keys the stages of one phase declare and their scripts (pipeline.search
+        / pipeline.retrain ``--phase``) may read; ``kind`` "search" or "train". Default: all of
+        :meth:`search_keys` / :meth:`retrain_keys`. A recipe whose phases read different
+        settings narrows them per phase, so that an edit reruns only the phases that read it."""
+        return self.search_keys() if kind == "search" else self.retrain_keys()
+
     @staticmethod
     def run_name(variant: str, seed: int) -> str:
         return f"{variant}_s{seed}"
@@ -456,7 +463,8 @@ class Recipe:
                 ("--paper", p, "--variant", r.variant, "--seed", str(r.seed), *phase_arg,
                  *data_args, "--split", split, *self._input_args(ph.inputs, r.inputs),
                  "--checkpoints", self.checkpoint_dir(name), "--out", self.search_dir(run)),
-                (*data_deps, split, *inputs_of[name].values()), (self.search_dir(run),), self.search_keys(),
+                (*data_deps, split, *inputs_of[name].values()), (self.search_dir(run),),
+                self.phase_keys(ph.name, "search"),
                 paper=p, out_dirs=(self.search_dir(run),), threads=TORCH_THREADS, runtime=60 * 24, gpu=1))
             derive = f"derive_{p}_{run}".replace("-", "_")
             inputs_of[derive] = {n: r.derive_inputs[n] for n in ph.derive_inputs}
@@ -507,7 +515,8 @@ class Recipe:
                 model = self.model_file(job.run, scale)
                 args += ["--checkpoints", self.checkpoint_dir(name), "--out", model]
                 out.append(Stage(name, "pipeline.retrain", tuple(args), tuple(deps), (model,),
-                                 self.retrain_keys(), paper=p, threads=TORCH_THREADS, runtime=60 * 24 * 3, gpu=1))
+                                 self.phase_keys(ph.name, "train"), paper=p, threads=TORCH_THREADS,
+                                 runtime=60 * 24 * 3, gpu=1))
                 out.append(Stage(
                     f"evaluate_{p}_{job.run}_x{scale}".replace("-", "_"), "pipeline.evaluate",
                     ("--model", "trained", "--weights", model, "--scale", str(scale), *noise,

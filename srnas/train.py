@@ -155,10 +155,12 @@ def seed_everything(seed: int) -> None:
 
 
 def lr_factor(schedule: str, step: int, total: int, *, base_lr: float, lr_min: float = 0.0,
-              step_every: int = 0, gamma: float = 0.5) -> float:
+              step_every: int = 0, gamma: float = 0.5, milestones: Sequence[int] = ()) -> float:
     """Multiplier of the base lr used by step index ``step`` (0-based).
 
-    ``constant``: 1. ``step``: gamma ** (step // step_every). ``cosine``: from base_lr to
+    ``constant``: 1. ``step``: gamma ** (step // step_every). ``multistep``: gamma ** (the
+    number of ``milestones`` <= step; ESRGAN's and TrilevelNAS's halvings at given
+    iterations). ``cosine``: from base_lr to
     lr_min over ``total`` steps, lr = lr_min + (base_lr - lr_min) (1 + cos(pi step/total)) / 2
     (SGDR without restarts, Loshchilov & Hutter 2017).
     """
@@ -166,11 +168,13 @@ def lr_factor(schedule: str, step: int, total: int, *, base_lr: float, lr_min: f
         return 1.0
     if schedule == "step":
         return gamma ** (step // step_every) if step_every > 0 else 1.0
+    if schedule == "multistep":
+        return gamma ** sum(1 for m in milestones if step >= m)
     if schedule == "cosine":
         t = min(step, total) / max(total, 1)
         lr = lr_min + (base_lr - lr_min) * (1 + math.cos(math.pi * t)) / 2
         return lr / base_lr
-    raise SrnasError(f"unknown lr schedule {schedule!r}; known: constant, step, cosine")
+    raise SrnasError(f"unknown lr schedule {schedule!r}; known: constant, step, multistep, cosine")
 
 
 def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -311,7 +315,7 @@ def load_matching(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
 # Retraining loop
 # ----------------------------------------------------------------------------------------
 
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "multistep", "cosine")
 
 
 @dataclass(frozen=True)
@@ -319,7 +323,9 @@ class TrainConfig:
     """Settings of one retraining run (defaults: DLSR appendix A except steps and batch).
 
     ``schedule``: "step" multiplies the lr by ``lr_gamma`` every ``step_every`` steps
-    (DLSR: 0.5 every 4e5); "cosine" decays to ``lr_min`` over ``steps``; "constant".
+    (DLSR: 0.5 every 4e5); "multistep" by ``lr_gamma`` at each of ``milestones`` (step
+    indices, increasing; left out of the fingerprint when empty, so older checkpoints
+    resume); "cosine" decays to ``lr_min`` over ``steps``; "constant".
     ``eval_every``: call ``evaluate(model)`` every that many steps (0: never) and keep the
     best-scoring state. ``checkpoint_every`` (0: use the Checkpointer's ``every``) and
     ``log_every`` may change between a run and its resumption; every other field is part
@@ -344,6 +350,9 @@ class TrainConfig:
     log_every: int = 100
     amp: bool = False
     channels_last: bool = False
+    milestones: tuple[int, ...] = ()
+
+    OPTIONAL_FIELDS: ClassVar[dict[str, Any]] = {"milestones": ()}
 
     def __post_init__(self) -> None:
         check_int("train.steps", self.steps, 1)
@@ -355,6 +364,13 @@ class TrainConfig:
         check_float("train.weight_decay", self.weight_decay)
         check_choice("train.schedule", self.schedule, SCHEDULES)
         check_int("train.step_every", self.step_every, 1 if self.schedule == "step" else 0)
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+        for m in self.milestones:
+            check_int("train.milestones", m, 1)
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise config_error("train.milestones", f"must increase strictly, got {list(self.milestones)}")
+        if self.schedule == "multistep" and not self.milestones:
+            raise config_error("train.milestones", "the multistep schedule needs at least one milestone")
         check_float("train.lr_gamma", self.lr_gamma, positive=True)
         check_float("train.lr_min", self.lr_min)
         if self.schedule == "cosine" and self.lr_min > self.lr:
@@ -369,7 +385,7 @@ class TrainConfig:
     def lr_at(self, step: int) -> float:
         return self.lr * lr_factor(self.schedule, step, self.steps, base_lr=self.lr,
                                    lr_min=self.lr_min, step_every=self.step_every,
-                                   gamma=self.lr_gamma)
+                                   gamma=self.lr_gamma, milestones=self.milestones)
 
 
 @dataclass
@@ -614,6 +630,12 @@ class GANStep(SupervisedStep):
     2. discriminator: BCE(D(hr), real) + BCE(D(sr), fake) on this step's generator output
        (detached, computed before the generator update, as BasicSR's SRGAN model does).
 
+    ``relativistic``: ESRGAN's relativistic average GAN instead (RaGAN, ESRGAN Eq. 1-3):
+    with C the logits, D_Ra(a, b) = C(a) - mean C(b); the generator's adversarial loss is
+    (BCE(D_Ra(hr, sr), fake) + BCE(D_Ra(sr, hr), real)) / 2 and the discriminator's
+    (BCE(D_Ra(hr, sr), real) + BCE(D_Ra(sr, hr), fake)) / 2, the real logits detached in the
+    generator's step.
+
     ``discriminator`` returns logits (any shape). Its Adam uses ``lr`` / ``betas`` /
     ``weight_decay`` (None: the train config's) with the train config's schedule shape, and
     ``grad_clip`` (0: none). Both optimisers, the discriminator and both scalers are in the
@@ -625,8 +647,11 @@ class GANStep(SupervisedStep):
 
     def __init__(self, discriminator: nn.Module, *, adv_weight: float = 5e-3, lr: float | None = None,
                  betas: tuple[float, float] | None = None, weight_decay: float | None = None,
-                 grad_clip: float = 0.0):
+                 grad_clip: float = 0.0, relativistic: bool = False):
         check_float("gan.adv_weight", adv_weight)
+        if not isinstance(relativistic, bool):
+            raise config_error("gan.relativistic", f"expected true or false, got {relativistic!r}")
+        self.relativistic = relativistic
         if lr is not None:
             check_float("gan.lr", lr, positive=True)
         if betas is not None:
@@ -670,14 +695,26 @@ class GANStep(SupervisedStep):
             loss_content = self.loss_fn(sr, hr_img)
             with self.precision.autocast():
                 fake_logits = disc(sr)
-            loss_adv = self._bce(fake_logits, real=True)
+            if self.relativistic:
+                with torch.no_grad(), self.precision.autocast():
+                    real_logits = disc(hr_img)
+                real_logits, fake_logits = real_logits.float(), fake_logits.float()
+                loss_adv = (self._bce(real_logits - fake_logits.mean(), real=False)
+                            + self._bce(fake_logits - real_logits.mean(), real=True)) / 2
+            else:
+                loss_adv = self._bce(fake_logits, real=True)
             loss = loss_content + self.adv_weight * loss_adv
             self.opt.update(loss)
 
         self.d_opt.optimizer.zero_grad(set_to_none=True)
         with self.precision.autocast():
             real_logits, fake_logits = disc(hr_img), disc(sr.detach())
-        loss_disc = self._bce(real_logits, real=True) + self._bce(fake_logits, real=False)
+        if self.relativistic:
+            real_logits, fake_logits = real_logits.float(), fake_logits.float()
+            loss_disc = (self._bce(real_logits - fake_logits.mean(), real=True)
+                         + self._bce(fake_logits - real_logits.mean(), real=False)) / 2
+        else:
+            loss_disc = self._bce(real_logits, real=True) + self._bce(fake_logits, real=False)
         self.d_opt.update(loss_disc)
         return {"loss": loss, "loss_content": loss_content, "loss_adv": loss_adv, "loss_disc": loss_disc}
 
@@ -694,8 +731,9 @@ class GANStep(SupervisedStep):
         self.d_opt.load_state_dict(state, "disc_")
 
     def fingerprint_data(self):
-        return {"name": self.name, "adv_weight": self.adv_weight, "grad_clip": self.grad_clip,
-                **self.resolved, "discriminator": model_signature(self.discriminator)}
+        out = {"name": self.name, "adv_weight": self.adv_weight, "grad_clip": self.grad_clip,
+               **self.resolved, "discriminator": model_signature(self.discriminator)}
+        return {**out, "relativistic": True} if self.relativistic else out   # older fingerprints unchanged
 
 
 def train(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

@@ -37,8 +37,9 @@ def test_snakemake_and_dvc_run_the_same_commands(root):
     assert smk_cmds == sorted(dvc_cmds.values())
 
 
-def _script_keys(stage):
-    """The keys the stage's script restricts its params to (what it can read)."""
+def _script_keys(stage, params=None):
+    """The keys the stage's script restricts its params to (what it can read); ``params``:
+    the stage table's (a measurement that optional keys add is found by them)."""
     from srnas.papers import PAPERS
     from srnas.reports import TABLES
 
@@ -55,12 +56,14 @@ def _script_keys(stage):
     if stage.module == "pipeline.split":
         return module.keys(args["--paper"])
     if stage.module == "pipeline.measure":
-        return module.find(args["--paper"], args["--measurement"]).keys
+        return module.find(args["--paper"], args["--measurement"], params).keys
     if stage.module == "pipeline.figures":
         return module.keys(args["--figure"])
     recipe = PAPERS.get(args["--paper"])
-    return {"pipeline.search": recipe.search_keys, "pipeline.retrain": recipe.retrain_keys,
-            "pipeline.derive": recipe.derive_keys}[stage.module]()
+    if stage.module == "pipeline.derive":
+        return recipe.derive_keys()
+    kind = "search" if stage.module == "pipeline.search" else "train"
+    return recipe.phase_keys(args.get("--phase", "search" if kind == "search" else "retrain"), kind)
 
 
 def test_every_dvc_stage_lists_exactly_the_params_its_script_reads(root):
@@ -73,12 +76,14 @@ def test_every_dvc_stage_lists_exactly_the_params_its_script_reads(root):
 def test_optional_stages_list_exactly_the_params_their_scripts_read(root):
     """The stages that only optional keys add (released weights, LPIPS weights) too."""
     params = load_params(root / "params.yaml", ["dlsr.released_weights=download", "tpsr.released_weights=download",
-                                                "tpsr.lpips_weights=download", "hinas_dn.data.source=bsd500"])
+                                                "tpsr.lpips_weights=download", "hinas_dn.data.source=bsd500",
+                                                "trilevelnas.lpips_weights=download"])
     optional = [s for s in all_stages(params) if s.name not in {t.name for t in _stages(root)}]
     assert {"fetch_weights_dlsr", "fetch_weights_tpsr", "fetch_lpips_weights_tpsr", "prepare_bsd500",
-            "make_noisy_bsd500"} <= {s.name for s in optional}
+            "make_noisy_bsd500", "fetch_lpips_weights_trilevelnas", "measure_trilevelnas_teacher_gan",
+            "search_trilevelnas_perceptual_s0", "retrain_trilevelnas_perceptual_s0_x4"} <= {s.name for s in optional}
     for stage in optional:
-        assert set(_script_keys(stage)) == set(stage.params), stage.name
+        assert set(_script_keys(stage, params)) == set(stage.params), stage.name
 
 
 def test_rules_declare_resources(root):

@@ -121,10 +121,13 @@ def test_released_weights_rows_from_a_local_folder(project, tmp_path):
     assert "| DLSR-S (released weights) | ours" in (dest / "results/dlsr/table3.md").read_text()
 
 
-def test_tpsr_discriminator_search_and_gan_training_with_the_lpips_weights(project, tmp_path):
-    """Algorithm 1 to its end at the quick budget (issue 11): generator search -> TPSR-NOGAN
-    -> discriminator search (LPIPS after GAN fine-tuning) -> GAN training of the best
-    candidates -> LPIPS in Table 1, beside TPSR-D2; resumable stages, logged like the rest."""
+def test_the_perceptual_arms_of_tpsr_and_trilevelnas_with_the_lpips_weights(project, tmp_path):
+    """With the LPIPS weights set, one DAG run (the two papers' perceptual arms share the
+    cores). TPSR's Algorithm 1 to its end at the quick budget (issue 11): generator search ->
+    TPSR-NOGAN -> discriminator search (LPIPS after GAN fine-tuning) -> GAN training of the
+    best candidates -> LPIPS in Table 1, beside TPSR-D2. TrilevelNAS's Table 1 (issue 12):
+    the GAN-trained teacher -> the L_c + L_p search -> L_c training and L_p fine-tuning ->
+    PSNR beside the printed TrilevelNAS-B and LPIPS of our rows. Resumable, logged like the rest."""
     import torch
     from conftest import clone_build
     from test_lpips import sdist
@@ -132,11 +135,13 @@ def test_tpsr_discriminator_search_and_gan_training_with_the_lpips_weights(proje
     weights = sdist()
     dest = clone_build(project[0], tmp_path / "gan")
     env = {**project[1], "PYTHONPATH": str(dest), "SRNAS_MLFLOW": "0"}
-    out = _run(["snakemake", "--cores", "2", "results/tpsr/table1.md", "results/figures/tpsr/genotypes", "--config",
-                f"tpsr={{lpips_weights: {weights}}}"], dest, env)
+    out = _run(["snakemake", "--cores", "2", "results/tpsr/table1.md", "results/figures/tpsr/genotypes",
+                "results/trilevelnas/table1.md", "--config", f"tpsr={{lpips_weights: {weights}}}",
+                f"trilevelnas={{lpips_weights: {weights}}}"], dest, env)
     ran = set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.M))    # the rules Snakemake ran
     assert {"search_tpsr_disc_tpsr_s0", "retrain_tpsr_gan_tpsr_s0_x4", "evaluate_tpsr_bicubic_x4"} <= ran, ran
     assert "search_tpsr_tpsr_s0" not in ran          # the generator search is reused as it is
+    _check_trilevelnas_table1(dest, ran)
     result = json.loads((dest / "results/tpsr/search/disc-tpsr_s0/result.json").read_text())
     assert result["children"] == 4 and len(result["candidates"]) == 2
     assert result["candidates"][0]["lpips"] <= result["candidates"][1]["lpips"]
@@ -177,6 +182,26 @@ def test_tpsr_discriminator_search_and_gan_training_with_the_lpips_weights(proje
     run(cmd, dest)
     again = torch.load(model, weights_only=True)["state_dict"]
     assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def _check_trilevelnas_table1(dest, ran):
+    assert {"measure_trilevelnas_teacher_gan", "search_trilevelnas_perceptual_s0",
+            "retrain_trilevelnas_perceptual_s0_x4", "evaluate_trilevelnas_psnr_s0_x4"} <= ran, ran
+    assert not {"search_trilevelnas_psnr_s0", "measure_trilevelnas_teacher"} & ran   # reused as they are
+    ev = dest / "results/trilevelnas/eval"
+    student, psnr, gan, bicubic = (json.loads((ev / f).read_text()) for f in (
+        "perceptual_s0_x4.json", "psnr_s0_x4.json", "teacher_gan_x4.json", "bicubic_x4.json"))
+    teacher = json.loads((ev / "teacher_x4.json").read_text())["SampleTest"]
+    for scored in (student, psnr, gan, bicubic["rgb"]):
+        assert scored["SampleTest"]["lpips_net"] == "vgg" and 0.05 < scored["SampleTest"]["lpips"] < 0.6
+    assert student["SampleTest"]["psnr"] > bicubic["y"]["SampleTest"]["psnr"]     # the student learned
+    assert abs(gan["SampleTest"]["psnr"] - teacher["psnr"]) > 1e-3                 # the GAN training moved it
+    assert abs(student["SampleTest"]["psnr"] - psnr["SampleTest"]["psnr"]) > 1e-3
+    result = json.loads((dest / "results/trilevelnas/search/perceptual_s0/result.json").read_text())
+    assert result["search_loss"]["vgg"] == "vgg16-lpips"
+    table = (dest / "results/trilevelnas/table1.md").read_text()
+    assert "| TrilevelNAS-B (visualization-oriented), searched, trained from search and fine-tuned" in table
+    assert "## LPIPS of our rows" in table and "vgg16-lpips" in table and "RaGAN" in table
 
 
 def test_every_table_and_figure_is_in_the_report(project):

@@ -61,6 +61,19 @@ def test_vgg19_layer_22_is_the_fourth_conv_before_its_relu(tmp_path):
     assert float(loss(x, x)) == 0.0
 
 
+def test_the_l1_distance_is_the_mean_absolute_feature_difference(tmp_path):
+    """ESRGAN's and TrilevelNAS's L_p: an L1 on the features (SRGAN's and TPSR's: MSE)."""
+    path = tmp_path / "vgg19.pth"
+    torch.save(fake_vgg19_state(), path)
+    mse, l1 = (load_vgg_loss("vgg19", "conv2_2", path, distance=d) for d in ("mse", "l1"))
+    x, y = torch.rand(2, 3, 16, 16) * 255, torch.rand(2, 3, 16, 16) * 255
+    fx, fy = (l1.features((t - l1.mean) / l1.std) for t in (x, y))
+    assert torch.allclose(l1(x, y), (fx - fy).abs().mean(), atol=1e-5)
+    assert torch.allclose(mse(x, y), ((fx - fy) ** 2).mean(), atol=1e-4)
+    with pytest.raises(SrnasError, match="unknown distance 'l2'"):
+        load_vgg_loss("vgg19", "conv2_2", path, distance="l2")
+
+
 def test_the_gradient_reaches_the_image_not_the_network(tmp_path):
     path = tmp_path / "vgg19.pth"
     torch.save(fake_vgg19_state(), path)

@@ -116,6 +116,19 @@ def test_schedules():
         TrainConfig(steps=1, schedule="linear")
     with pytest.raises(SrnasError, match="train.step_every"):
         TrainConfig(steps=1, schedule="step", step_every=0)
+    # ESRGAN's halvings at 50k, 100k, 200k, 300k of 400k iterations
+    multi = TrainConfig(steps=400_000, lr=1e-4, schedule="multistep", milestones=(50_000, 100_000, 200_000, 300_000))
+    assert [multi.lr_at(t) for t in (0, 49_999, 50_000, 100_000, 299_999, 300_000, 399_999)] == \
+        [pytest.approx(v) for v in (1e-4, 1e-4, 5e-5, 2.5e-5, 1.25e-5, 6.25e-6, 6.25e-6)]
+    with pytest.raises(SrnasError, match="needs at least one milestone"):
+        TrainConfig(steps=1, schedule="multistep")
+    with pytest.raises(SrnasError, match="must increase strictly"):
+        TrainConfig(steps=9, schedule="multistep", milestones=(4, 2))
+    # a config without milestones fingerprints as before the field existed
+    from srnas.train import config_fingerprint_data
+
+    fp = config_fingerprint_data("train", TrainConfig(steps=3), torch.nn.Conv2d(1, 1, 1))
+    assert "milestones" not in fp["config"]
 
 
 def test_load_matching_skips_the_upsampler_of_x2_into_x4():

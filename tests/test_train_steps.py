@@ -138,6 +138,42 @@ def test_gan_step_by_hand():
     assert rec["lr_disc"] == 2e-3 and rec["lr"] == cfg.lr
 
 
+def test_relativistic_gan_step_by_hand():
+    """ESRGAN's RaGAN: D_Ra(a, b) = C(a) - mean C(b); G: (BCE(D_Ra(hr, sr), 0) + BCE(D_Ra(sr, hr), 1)) / 2,
+    D: (BCE(D_Ra(hr, sr), 1) + BCE(D_Ra(sr, hr), 0)) / 2 on the detached output."""
+    cfg = _config(steps=1, log_every=1)
+    gen, disc = _generator(), _discriminator()
+    step = GANStep(disc, adv_weight=0.1, lr=2e-3, relativistic=True)
+    res = train(gen, l1_loss, batch, cfg, "cpu", None, progress=False, train_step=step)
+    mg, md = _generator(), _discriminator()
+    g_opt, d_opt = _adam(mg.parameters(), cfg), _adam(md.parameters(), cfg, lr=2e-3)
+    bce = nn.functional.binary_cross_entropy_with_logits
+    lr, hr = batch(0)
+    sr = mg(lr)
+    fake = md(sr)
+    real = md(hr).detach()
+    adv = (bce(real - fake.mean(), torch.zeros_like(real)) + bce(fake - real.mean(), torch.ones_like(fake))) / 2
+    loss_g = l1_loss(sr, hr) + 0.1 * adv
+    loss_g.backward()
+    g_opt.step()
+    md.zero_grad(set_to_none=True)
+    real, fake = md(hr), md(sr.detach())
+    loss_d = (bce(real - fake.mean(), torch.ones_like(real)) + bce(fake - real.mean(), torch.zeros_like(fake))) / 2
+    loss_d.backward()
+    d_opt.step()
+    for a, b in zip(list(gen.parameters()) + list(disc.parameters()),
+                    list(mg.parameters()) + list(md.parameters())):
+        assert torch.allclose(a, b, rtol=0, atol=1e-7)
+    assert res.history[0]["loss_adv"] == pytest.approx(adv.item(), rel=1e-6)
+    assert res.history[0]["loss_disc"] == pytest.approx(loss_d.item(), rel=1e-6)
+    # in the fingerprint; the standard step's is what it was before the option existed
+    standard = GANStep(_discriminator(), adv_weight=0.1, lr=2e-3)
+    train(_generator(), l1_loss, batch, cfg, "cpu", None, progress=False, train_step=standard)
+    assert step.fingerprint_data()["relativistic"] is True and "relativistic" not in standard.fingerprint_data()
+    with pytest.raises(SrnasError, match="gan.relativistic"):
+        GANStep(_discriminator(), relativistic="yes")
+
+
 @pytest.mark.parametrize("kind", ["gan", "distill"])
 def test_resume_after_kill_equals_uninterrupted(tmp_path, kind):
     teacher = _generator(seed=5)

