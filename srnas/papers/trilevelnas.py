@@ -270,19 +270,21 @@ def _sha256(v) -> bool:
     return v is None or (isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdefABCDEF" for c in v))
 
 
+def _teacher_block(file_doc: str, key: str) -> dict:
+    """A user's teacher file and its sha256 (both or neither; checked by the stage table)."""
+    return {"file": Field(str, None, nullable=True, doc=file_doc),
+            "sha256": Field(str, None, nullable=True, check=_sha256, check_text="must be 64 hex digits",
+                            doc=f"the sha256 of {key}.file (required with it)")}
+
+
 SCHEMA = {
     # AGD splits the training data in halves by sorted file list: weights / architecture.
     "split": Field(dict, {"pool": "div2k", "parts": {"train_w": 400, "train_a": 400}},
                    check=lambda v: validate_split(v, PAPER) is not None),
     "variants": list_of(str, ["psnr"], choices=tuple(VARIANTS)),
     "seeds": seeds_field(),
-    "teacher": {
-        "file": Field(str, None, nullable=True,
-                      doc="null: the pipeline trains the teacher; else a trained x4 RRDBNet (ESRGAN's "
-                          "RRDB_PSNR_x4.pth, BasicSR's or an srnas teacher file)"),
-        "sha256": Field(str, None, nullable=True, check=_sha256, check_text="must be 64 hex digits",
-                        doc="the sha256 of teacher.file (required with it)"),
-    },
+    "teacher": _teacher_block("null: the pipeline trains the teacher; else a trained x4 RRDBNet (ESRGAN's "
+                              "RRDB_PSNR_x4.pth, BasicSR's or an srnas teacher file)", "teacher"),
     "options": {"init": Field(str, "search", choices=("search", "scratch"))},
     # Every TrilevelNAS network is x4 (one scale): no warm start between scales.
     "warm_start": warm_start_field(PAPER, {}),
@@ -315,13 +317,8 @@ SCHEMA = {
         "vgg_weight": _pos(float, 1.0, zero_ok=True),
         # The visualization-oriented teacher: null trains it (the L1 teacher GAN-trained as
         # ESRGAN); else a GAN-trained x4 RRDBNet (ESRGAN's RRDB_ESRGAN_x4.pth) and its sha256.
-        "teacher": {
-            "file": Field(str, None, nullable=True,
-                          doc="null: the pipeline GAN-trains the teacher; else ESRGAN's RRDB_ESRGAN_x4.pth or "
-                              "another GAN-trained x4 RRDBNet"),
-            "sha256": Field(str, None, nullable=True, check=_sha256, check_text="must be 64 hex digits",
-                            doc="the sha256 of perceptual.teacher.file (required with it)"),
-        },
+        "teacher": _teacher_block("null: the pipeline GAN-trains the teacher; else ESRGAN's "
+                                  "RRDB_ESRGAN_x4.pth or another GAN-trained x4 RRDBNet", "perceptual.teacher"),
         # ESRGAN's generator loss: l1 L1 + vgg L_p + adv L_adv (relativistic average GAN)
         "gan": {"l1_weight": _pos(float, 1e-2, zero_ok=True), "vgg_weight": _pos(float, 1.0, zero_ok=True),
                 "adv_weight": _pos(float, 5e-3, zero_ok=True),
@@ -347,6 +344,21 @@ SCHEMA = {
 register_block(PAPER, SCHEMA)
 
 
+def _user_teacher(params, key: str, default: str) -> str:
+    """``<key>.file`` when the user gave one (its ``<key>.sha256`` required), else ``default``
+    (the pipeline's stage output; a sha256 without a file is refused)."""
+    user = params.get(f"{key}.file")
+    if user is None:
+        if params.get(f"{key}.sha256") is not None:
+            raise SrnasError(f"params: {key}.sha256 is set but {key}.file is null: the sha256 names the "
+                             f"user's teacher file; set both or neither")
+        return default
+    if params.get(f"{key}.sha256") is None:
+        raise SrnasError(f"params: {key}.file is {user!r} but {key}.sha256 is null: give the file's sha256 "
+                         f"(sha256sum {user}) so that the right teacher is used")
+    return user
+
+
 class TrilevelNASRecipe(Recipe):
     name = PAPER
     space = "trilevelnas"
@@ -367,18 +379,7 @@ class TrilevelNASRecipe(Recipe):
     @staticmethod
     def teacher_gan_file(params) -> str:
         """The visualization-oriented teacher: the user's GAN-trained file or the pipeline's."""
-        user = params.get(f"{PAPER}.perceptual.teacher.file")
-        sha = params.get(f"{PAPER}.perceptual.teacher.sha256")
-        if user is None:
-            if sha is not None:
-                raise SrnasError(f"params: {PAPER}.perceptual.teacher.sha256 is set but "
-                                 f"{PAPER}.perceptual.teacher.file is null: set both or neither")
-            return TEACHER_GAN_FILE
-        if sha is None:
-            raise SrnasError(f"params: {PAPER}.perceptual.teacher.file is {user!r} but "
-                             f"{PAPER}.perceptual.teacher.sha256 is null: give the file's sha256 "
-                             f"(sha256sum {user}) so that the right teacher is used")
-        return user
+        return _user_teacher(params, f"{PAPER}.perceptual.teacher", TEACHER_GAN_FILE)
 
     def visual_runs(self, params) -> list[SearchRun]:
         if not self.visual_on(params):
@@ -395,16 +396,7 @@ class TrilevelNASRecipe(Recipe):
     @staticmethod
     def teacher_file(params) -> str:
         """The teacher the searches and trainings distil from: the user's or the pipeline's."""
-        user = params.get(f"{PAPER}.teacher.file")
-        if user is None:
-            if params.get(f"{PAPER}.teacher.sha256") is not None:
-                raise SrnasError(f"params: {PAPER}.teacher.sha256 is set but {PAPER}.teacher.file is null: the "
-                                 f"sha256 names the user's teacher file; set both or neither")
-            return TEACHER_FILE
-        if params.get(f"{PAPER}.teacher.sha256") is None:
-            raise SrnasError(f"params: {PAPER}.teacher.file is {user!r} but {PAPER}.teacher.sha256 is null: "
-                             f"give the file's sha256 (sha256sum {user}) so that the right teacher is used")
-        return user
+        return _user_teacher(params, f"{PAPER}.teacher", TEACHER_FILE)
 
     def search_runs(self, params):
         teacher = self.teacher_file(params)
