@@ -39,7 +39,8 @@ from torch import nn
 
 from srnas.errors import SrnasError
 
-__all__ = ["BACKBONES", "DISTANCES", "VGG19_URL", "VGGFeatureLoss", "VGGFeatures", "fetch_vgg19", "load_vgg_loss"]
+__all__ = ["BACKBONES", "DISTANCES", "VGG19_URL", "VGGFeatureLoss", "VGGFeatures", "content_loss", "fetch_vgg19",
+           "load_vgg_loss"]
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -126,6 +127,17 @@ class VGGFeatureLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"backbone={self.features.backbone}, layer={self.features.layer}, distance={self.distance}"
+
+
+def content_loss(vgg: nn.Module, l1_weight: float, vgg_weight: float):
+    """``l1_weight * L1 + vgg_weight * vgg(sr, target)`` on images in [0, 255] (L1 on that range,
+    as the EDSR code base's ``rgb_range`` 255; ``vgg`` a :class:`VGGFeatureLoss`, normalised
+    inputs): TPSR's generator content loss, ESRGAN's and TrilevelNAS's L_c + L_p."""
+
+    def loss(sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return l1_weight * F.l1_loss(sr, target) + vgg_weight * vgg(sr, target)
+
+    return loss
 
 
 def _copy(features: VGGFeatures, tensors: list[tuple[torch.Tensor, torch.Tensor]], source: str) -> None:

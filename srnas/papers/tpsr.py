@@ -942,8 +942,8 @@ def retrain_gan(recipe, params, *, variant, seed, genotype, scale, split, data, 
     from srnas.device import device_name, pick_device
     from srnas.lpips import load_lpips
     from srnas.modelfile import load_model, save_model
-    from srnas.papers.tpsr_gan import content_loss, train_gan
-    from srnas.perceptual import load_vgg_loss
+    from srnas.papers.tpsr_gan import train_gan
+    from srnas.perceptual import content_loss, load_vgg_loss
 
     if scale != GAN_SCALE:
         raise SrnasError(f"tpsr gan phase: x{scale}; the discriminator search and GAN training are x{GAN_SCALE}")

@@ -36,22 +36,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from srnas.errors import SrnasError
+from srnas.perceptual import content_loss
 from srnas.search.strategy import SCORERS, ChildScore, Scorer, child_seed
 from srnas.train import check_float, check_int
-
-
-def content_loss(vgg: torch.nn.Module, l1_weight: float, vgg_weight: float) -> Callable:
-    """``l1_weight * L1 + vgg_weight * L_vgg`` on images in [0, 255]: L1 on that range, as the
-    TPSR-NOGAN retraining's and EDSR's code base (``rgb_range`` 255), which the paper's
-    experiments are built on; L_vgg as :mod:`srnas.perceptual` (normalised inputs)."""
-
-    def loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        return l1_weight * F.l1_loss(sr, hr) + vgg_weight * vgg(sr, hr)
-
-    return loss
 
 
 def _uint8(t: torch.Tensor) -> np.ndarray:

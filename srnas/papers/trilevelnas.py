@@ -476,18 +476,12 @@ class TrilevelNASRecipe(Recipe):
     def perceptual_loss(params, lpips_dir, device):
         """L_c + L_p of the visualization-oriented search and fine-tuning:
         ``l1_weight`` L1 + ``vgg_weight`` L1(VGG features before ReLU), and its description."""
-        import torch.nn.functional as F
-
-        from srnas.perceptual import load_vgg_loss
+        from srnas.perceptual import content_loss, load_vgg_loss
 
         backbone, layer, weights = vgg_settings(params, lpips_dir)
         vgg = load_vgg_loss(backbone, layer, weights, device=device, distance="l1")
         l1w, vw = params.get(f"{PAPER}.perceptual.l1_weight"), params.get(f"{PAPER}.perceptual.vgg_weight")
-
-        def loss(sr, target):
-            return l1w * F.l1_loss(sr, target) + vw * vgg(sr, target)
-
-        return loss, {"vgg": backbone, "vgg_layer": layer, "l1_weight": l1w, "vgg_weight": vw}
+        return content_loss(vgg, l1w, vw), {"vgg": backbone, "vgg_layer": layer, "l1_weight": l1w, "vgg_weight": vw}
 
     @staticmethod
     def supernet_kwargs(params, variant: str = "psnr") -> dict:
@@ -726,7 +720,7 @@ def train_gan_teacher(params, out: Path, run) -> None:
     from srnas.data.patches import sample_batch
     from srnas.device import device_name, pick_device
     from srnas.discriminator import VGGStyleDiscriminator
-    from srnas.perceptual import load_vgg_loss
+    from srnas.perceptual import content_loss, load_vgg_loss
     from srnas.recipe import read_split
     from srnas.teacher import save_teacher
     from srnas.train import GANStep, TrainConfig, train
@@ -740,11 +734,6 @@ def train_gan_teacher(params, out: Path, run) -> None:
     teacher.train().requires_grad_(True)
     backbone, layer, weights = vgg_settings(params, LPIPS_DIR)
     vgg = load_vgg_loss(backbone, layer, weights, device=device, distance="l1")
-    l1w, vw = gan["l1_weight"], gan["vgg_weight"]
-
-    def content(sr, hr):
-        return l1w * torch.nn.functional.l1_loss(sr, hr) + vw * vgg(sr, hr)
-
     torch.manual_seed(0)
     disc = VGGStyleDiscriminator(nf=size["disc_nf"], in_size=size["patch_hr"])
     config = TrainConfig(steps=size["steps"], batch_size=size["batch_size"], patch_hr=size["patch_hr"],
@@ -754,7 +743,7 @@ def train_gan_teacher(params, out: Path, run) -> None:
     logged = {**{f"teacher_gan.{k}": v for k, v in size.items()}, **{f"gan.{k}": v for k, v in gan.items()},
               "vgg": backbone, "vgg_layer": layer, "l1_teacher_sha256": tinfo["sha256"]}
     run.log_params(logged)
-    result = train(teacher, content,
+    result = train(teacher, content_loss(vgg, gan["l1_weight"], gan["vgg_weight"]),
                    lambda t: sample_batch(images, t, seed=0, batch_size=size["batch_size"],
                                           patch_hr=size["patch_hr"], scale=SCALE),
                    config, device,
